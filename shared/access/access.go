@@ -1,0 +1,235 @@
+// Package access holds the roles, their permissions and the caller (Principal) with its subtree.
+// It is the single place that says who may do what; handlers ask it, they never decide alone.
+package access
+
+import (
+	"slices"
+	"sort"
+	"strings"
+)
+
+// EntityType is a level of the channel hierarchy.
+type EntityType string
+
+// The levels of the hierarchy, top to bottom.
+const (
+	Platform    EntityType = "platform"
+	Distributor EntityType = "distributor"
+	Partner     EntityType = "partner"
+	Tenant      EntityType = "tenant"
+)
+
+// PlatformID is the id of the one platform entity of a deployment.
+const PlatformID = "platform"
+
+// PlatformPath is the path of the platform entity; every other path starts with it.
+const PlatformPath = "/platform/"
+
+// Depth returns the level of t: platform 0, distributor 1, partner 2, tenant 3, -1 when unknown.
+func (t EntityType) Depth() int {
+	switch t {
+	case Platform:
+		return 0
+	case Distributor:
+		return 1
+	case Partner:
+		return 2
+	case Tenant:
+		return 3
+	}
+	return -1
+}
+
+// Permission is a "resource.action" string that a route requires.
+type Permission string
+
+// The permissions. Each route requires exactly one.
+const (
+	DistributorsList     Permission = "distributors.list"
+	DistributorsRead     Permission = "distributors.instance.read"
+	DistributorsCreate   Permission = "distributors.create"
+	DistributorsUpdate   Permission = "distributors.instance.update"
+	DistributorsDelete   Permission = "distributors.instance.delete"
+	DistributorsSuspend  Permission = "distributors.instance.suspend"
+	DistributorsMarkups  Permission = "distributors.markups.read"
+	DistributorsMarkupsW Permission = "distributors.markups.create"
+
+	PartnersList     Permission = "partners.list"
+	PartnersRead     Permission = "partners.instance.read"
+	PartnersCreate   Permission = "partners.create"
+	PartnersUpdate   Permission = "partners.instance.update"
+	PartnersDelete   Permission = "partners.instance.delete"
+	PartnersSuspend  Permission = "partners.instance.suspend"
+	PartnersMarkups  Permission = "partners.markups.read"
+	PartnersMarkupsW Permission = "partners.markups.create"
+
+	TenantsList    Permission = "tenants.list"
+	TenantsRead    Permission = "tenants.instance.read"
+	TenantsCreate  Permission = "tenants.create"
+	TenantsUpdate  Permission = "tenants.instance.update"
+	TenantsDelete  Permission = "tenants.instance.delete"
+	TenantsSuspend Permission = "tenants.instance.suspend"
+
+	UsersList    Permission = "users.list"
+	UsersRead    Permission = "users.instance.read"
+	UsersCreate  Permission = "users.create"
+	UsersUpdate  Permission = "users.instance.update"
+	UsersDelete  Permission = "users.instance.delete"
+	UsersWelcome Permission = "users.instance.welcome"
+
+	RolesList   Permission = "roles.list"
+	RolesAssign Permission = "roles.assign"
+)
+
+// Role is a named set of permissions held at one scope entity.
+type Role string
+
+// The roles.
+const (
+	PlatformAdmin     Role = "platform_admin"
+	PlatformViewer    Role = "platform_viewer"
+	DistributorAdmin  Role = "distributor_admin"
+	DistributorViewer Role = "distributor_viewer"
+	PartnerAdmin      Role = "partner_admin"
+	PartnerViewer     Role = "partner_viewer"
+	TenantAdmin       Role = "tenant_admin"
+	TenantViewer      Role = "tenant_viewer"
+	Finance           Role = "finance"
+)
+
+// RoleDef describes a role: the entity types it may be held at and its permissions.
+type RoleDef struct {
+	Name        Role         `json:"name"`
+	Description string       `json:"description"`
+	ScopeTypes  []EntityType `json:"scopeTypes"`
+	Permissions []Permission `json:"permissions"`
+}
+
+var (
+	hierarchyRead = []Permission{
+		DistributorsList, DistributorsRead, DistributorsMarkups,
+		PartnersList, PartnersRead, PartnersMarkups,
+		TenantsList, TenantsRead,
+	}
+	usersRead  = []Permission{UsersList, UsersRead, RolesList}
+	usersWrite = []Permission{UsersCreate, UsersUpdate, UsersDelete, UsersWelcome, RolesAssign}
+	channel    = []EntityType{Platform, Distributor, Partner}
+	partnerW   = []Permission{PartnersCreate, PartnersUpdate, PartnersDelete, PartnersSuspend, PartnersMarkupsW}
+	tenantW    = []Permission{TenantsCreate, TenantsUpdate, TenantsDelete, TenantsSuspend}
+	distW      = []Permission{DistributorsCreate, DistributorsUpdate, DistributorsDelete, DistributorsSuspend, DistributorsMarkupsW}
+)
+
+func join(lists ...[]Permission) []Permission {
+	var out []Permission
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+var roles = map[Role]RoleDef{
+	PlatformAdmin: {Description: "Everything on the platform.", ScopeTypes: []EntityType{Platform},
+		Permissions: join(hierarchyRead, usersRead, usersWrite, distW, partnerW, tenantW)},
+	PlatformViewer: {Description: "Read everything on the platform.", ScopeTypes: []EntityType{Platform},
+		Permissions: join(hierarchyRead, usersRead)},
+	DistributorAdmin: {Description: "Manage a distributor's partners, tenants and users.", ScopeTypes: []EntityType{Distributor},
+		Permissions: join(hierarchyRead, usersRead, usersWrite, []Permission{DistributorsUpdate}, partnerW, tenantW)},
+	DistributorViewer: {Description: "Read a distributor's subtree.", ScopeTypes: []EntityType{Distributor},
+		Permissions: join(hierarchyRead, usersRead)},
+	PartnerAdmin: {Description: "Manage a partner's tenants and users.", ScopeTypes: []EntityType{Partner},
+		Permissions: join([]Permission{PartnersList, PartnersRead, PartnersMarkups, PartnersUpdate, TenantsList, TenantsRead}, usersRead, usersWrite, tenantW)},
+	PartnerViewer: {Description: "Read a partner's subtree.", ScopeTypes: []EntityType{Partner},
+		Permissions: join([]Permission{PartnersList, PartnersRead, PartnersMarkups, TenantsList, TenantsRead}, usersRead)},
+	TenantAdmin: {Description: "Manage a tenant and its users.", ScopeTypes: []EntityType{Tenant},
+		Permissions: join([]Permission{TenantsList, TenantsRead, TenantsUpdate}, usersRead, usersWrite)},
+	TenantViewer: {Description: "Read a tenant.", ScopeTypes: []EntityType{Tenant},
+		Permissions: join([]Permission{TenantsList, TenantsRead}, usersRead)},
+	Finance: {Description: "Read the hierarchy, billing, invoices, commissions and exports of a subtree.", ScopeTypes: channel,
+		Permissions: join(hierarchyRead)},
+}
+
+// Lookup returns the definition of r and whether r is a known role.
+func Lookup(r Role) (RoleDef, bool) {
+	d, ok := roles[r]
+	d.Name = r
+	return d, ok
+}
+
+// Roles returns every role definition, sorted by name.
+func Roles() []RoleDef {
+	out := make([]RoleDef, 0, len(roles))
+	for r := range roles {
+		d, _ := Lookup(r)
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Has reports whether role r grants permission p.
+func (r Role) Has(p Permission) bool {
+	d, ok := roles[r]
+	return ok && slices.Contains(d.Permissions, p)
+}
+
+// AllowedAt reports whether role r may be held at an entity of type t.
+func (r Role) AllowedAt(t EntityType) bool {
+	d, ok := roles[r]
+	return ok && slices.Contains(d.ScopeTypes, t)
+}
+
+// Principal is the authenticated caller: a user holding one role at one scope entity.
+// ScopePath is the path of the scope entity ("/platform/dst_x/"), so the caller's subtree is
+// every entity whose path starts with it.
+type Principal struct {
+	UserID    string
+	Email     string
+	Role      Role
+	ScopeID   string
+	ScopeType EntityType
+	ScopePath string
+	// Suspended is true when the scope entity or one of its ancestors is suspended.
+	Suspended bool
+}
+
+// Can reports whether the caller holds permission p.
+func (p Principal) Can(perm Permission) bool { return p.Role.Has(perm) }
+
+// Covers reports whether the entity at path lies in the caller's subtree (itself included).
+func (p Principal) Covers(path string) bool {
+	return p.ScopePath != "" && strings.HasPrefix(path, p.ScopePath)
+}
+
+// Above reports whether the entity at path lies strictly below the caller's scope entity, so
+// that the caller acts on it as an ancestor (suspend, delete, set markups).
+func (p Principal) Above(path string) bool { return p.Covers(path) && path != p.ScopePath }
+
+// CanGrant reports whether the caller may give role r to someone: every permission of r must be
+// one the caller holds, so nobody hands out more than they have.
+func (p Principal) CanGrant(r Role) bool {
+	d, ok := roles[r]
+	if !ok {
+		return false
+	}
+	for _, perm := range d.Permissions {
+		if !p.Role.Has(perm) {
+			return false
+		}
+	}
+	return true
+}
+
+// PathOf returns the path of an entity with the given id under the parent path.
+func PathOf(parentPath, id string) string { return parentPath + id + "/" }
+
+// IDsOnPath returns the ids along a path, top first ("/platform/d/p/" -> platform, d, p).
+func IDsOnPath(path string) []string {
+	var out []string
+	for _, s := range strings.Split(path, "/") {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

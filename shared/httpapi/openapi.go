@@ -1,0 +1,230 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Schemaer lets a type describe its own OpenAPI schema (for example a decimal carried as a string).
+type Schemaer interface{ OpenAPISchema() map[string]any }
+
+var pathParam = regexp.MustCompile(`\{([a-zA-Z]+)\}`)
+
+type schemaGen struct{ components map[string]any }
+
+func (g *schemaGen) of(t reflect.Type, request bool) map[string]any {
+	if t == nil {
+		return map[string]any{}
+	}
+	if t.Implements(reflect.TypeFor[Schemaer]()) {
+		return reflect.Zero(t).Interface().(Schemaer).OpenAPISchema()
+	}
+	switch t {
+	case reflect.TypeFor[time.Time]():
+		return map[string]any{"type": "string", "format": "date-time"}
+	case reflect.TypeFor[json.Number]():
+		return map[string]any{"oneOf": []any{map[string]any{"type": "string"}, map[string]any{"type": "number"}}}
+	case reflect.TypeFor[json.RawMessage]():
+		return map[string]any{}
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		return g.of(t.Elem(), request)
+	case reflect.String:
+		return map[string]any{"type": "string"}
+	case reflect.Bool:
+		return map[string]any{"type": "boolean"}
+	case reflect.Int, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint32, reflect.Uint64:
+		return map[string]any{"type": "integer"}
+	case reflect.Float32, reflect.Float64:
+		return map[string]any{"type": "number"}
+	case reflect.Slice, reflect.Array:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return map[string]any{"type": "string", "format": "byte"}
+		}
+		return map[string]any{"type": "array", "items": g.of(t.Elem(), request)}
+	case reflect.Map:
+		return map[string]any{"type": "object", "additionalProperties": g.of(t.Elem(), request)}
+	case reflect.Interface:
+		return map[string]any{}
+	case reflect.Struct:
+		name := schemaName(t, request)
+		if _, ok := g.components[name]; !ok {
+			g.components[name] = map[string]any{} // placeholder against recursion
+			props := map[string]any{}
+			g.fields(t, props, request)
+			s := map[string]any{"type": "object", "properties": props}
+			if request {
+				s["additionalProperties"] = false
+			}
+			g.components[name] = s
+		}
+		return map[string]any{"$ref": "#/components/schemas/" + name}
+	}
+	return map[string]any{}
+}
+
+func (g *schemaGen) fields(t reflect.Type, props map[string]any, request bool) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		tag := f.Tag.Get("json")
+		name, _, _ := strings.Cut(tag, ",")
+		if name == "-" {
+			continue
+		}
+		if f.Anonymous && name == "" {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				g.fields(ft, props, request)
+				continue
+			}
+		}
+		if name == "" {
+			name = f.Name
+		}
+		props[name] = g.of(f.Type, request)
+	}
+}
+
+func schemaName(t reflect.Type, request bool) string {
+	pkg := t.PkgPath()
+	if i := strings.LastIndex(pkg, "/"); i >= 0 {
+		pkg = pkg[i+1:]
+	}
+	name := strings.ToUpper(pkg[:1]) + pkg[1:] + t.Name()
+	if request {
+		name += "Input"
+	}
+	return name
+}
+
+// OpenAPI returns the OpenAPI 3 document describing routes.
+func OpenAPI(routes []Route, title, version string) ([]byte, error) {
+	g := &schemaGen{components: map[string]any{}}
+	paths := map[string]map[string]any{}
+	sorted := append([]Route(nil), routes...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Path < sorted[j].Path })
+	for _, rt := range sorted {
+		op := map[string]any{
+			"summary":     rt.Summary,
+			"operationId": operationID(rt),
+			"tags":        []string{rt.Tag},
+		}
+		if rt.Permission != "" {
+			op["description"] = "Requires permission `" + string(rt.Permission) + "`."
+			op["x-permission"] = string(rt.Permission)
+		}
+		if !rt.Public {
+			op["security"] = []any{map[string]any{"bearerAuth": []any{}}}
+		} else {
+			op["security"] = []any{}
+		}
+		var params []any
+		for _, m := range pathParam.FindAllStringSubmatch(rt.Path, -1) {
+			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
+		}
+		if rt.List {
+			params = append(params,
+				queryParam("page_size", "Items per page, 1 to 500 (default 50).", "integer"),
+				queryParam("next", "The token from the previous page.", "string"),
+				queryParam("search", "Case-insensitive substring over the searchable fields.", "string"),
+				queryParam("sort", "A searchable field to sort by.", "string"),
+				queryParam("dir", "asc or desc.", "string"))
+		}
+		for _, q := range rt.Query {
+			p := queryParam(q.Name, q.Description, "string")
+			p["required"] = q.Required
+			params = append(params, p)
+		}
+		if rt.Method == http.MethodPost {
+			params = append(params, map[string]any{"name": "Idempotency-Key", "in": "header", "required": false,
+				"description": "Replays the first response for 24 hours for the same body.", "schema": map[string]any{"type": "string"}})
+		}
+		if len(params) > 0 {
+			op["parameters"] = params
+		}
+		if rt.Body != nil {
+			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{
+				"application/json": map[string]any{"schema": g.of(reflect.TypeOf(rt.Body), true)}}}
+		}
+		data := g.of(reflect.TypeOf(rt.Result), false)
+		if rt.Result == nil {
+			data = map[string]any{"nullable": true}
+		}
+		if rt.List {
+			data = map[string]any{"type": "array", "items": data}
+		}
+		env := map[string]any{"type": "object", "properties": map[string]any{
+			"code":   map[string]any{"type": "integer"},
+			"data":   data,
+			"errors": map[string]any{"type": "array", "items": map[string]any{"$ref": "#/components/schemas/Error"}},
+		}}
+		if rt.List {
+			env["properties"].(map[string]any)["page"] = map[string]any{"$ref": "#/components/schemas/Page"}
+		}
+		status := rt.Status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		responses := map[string]any{
+			strconv.Itoa(status): map[string]any{"description": http.StatusText(status), "content": map[string]any{"application/json": map[string]any{"schema": env}}},
+			"default":            map[string]any{"description": "An error.", "content": map[string]any{"application/json": map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/ErrorEnvelope"}}}},
+		}
+		if rt.Raw {
+			responses = map[string]any{strconv.Itoa(status): map[string]any{"description": "The document."}}
+		}
+		op["responses"] = responses
+		if paths[rt.Path] == nil {
+			paths[rt.Path] = map[string]any{}
+		}
+		paths[rt.Path][strings.ToLower(rt.Method)] = op
+	}
+	g.components["Error"] = map[string]any{"type": "object", "properties": map[string]any{
+		"code": map[string]any{"type": "string"}, "message": map[string]any{"type": "string"}, "field": map[string]any{"type": "string"}}}
+	g.components["Page"] = map[string]any{"type": "object", "properties": map[string]any{
+		"pageSize": map[string]any{"type": "integer"}, "next": map[string]any{"type": "string"}}}
+	g.components["ErrorEnvelope"] = map[string]any{"type": "object", "properties": map[string]any{
+		"code": map[string]any{"type": "integer"}, "data": map[string]any{"nullable": true},
+		"errors": map[string]any{"type": "array", "items": map[string]any{"$ref": "#/components/schemas/Error"}}}}
+	doc := map[string]any{
+		"openapi": "3.0.3",
+		"info":    map[string]any{"title": title, "version": version},
+		"paths":   paths,
+		"components": map[string]any{
+			"schemas":         g.components,
+			"securitySchemes": map[string]any{"bearerAuth": map[string]any{"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+		},
+	}
+	return json.MarshalIndent(doc, "", "  ")
+}
+
+func queryParam(name, desc, typ string) map[string]any {
+	return map[string]any{"name": name, "in": "query", "description": desc, "schema": map[string]any{"type": typ}}
+}
+
+func operationID(rt Route) string {
+	var b strings.Builder
+	b.WriteString(strings.ToLower(rt.Method))
+	for _, seg := range strings.Split(rt.Path, "/") {
+		if seg == "" || seg == "api" || seg == "v1" {
+			continue
+		}
+		seg = strings.Trim(seg, "{}.")
+		for _, part := range strings.FieldsFunc(seg, func(r rune) bool { return r == '-' || r == '.' || r == '_' }) {
+			b.WriteString(strings.ToUpper(part[:1]) + part[1:])
+		}
+	}
+	return b.String()
+}
