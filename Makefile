@@ -2,11 +2,35 @@
 SHELL := /bin/bash
 GO ?= go
 export GOFLAGS ?= -mod=mod
+STATICCHECK_VERSION ?= 2025.1.1
 
 .DEFAULT_GOAL := help
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN{FS=":.*## "}{printf "  %-18s %s\n",$$1,$$2}'
 
+local: ## run the platform locally: emulators, table, admin, API on 127.0.0.1:$${PORT:-8080}
+	$(GO) run ./local
+
+test: go-test infra-check ## run the whole test suite (installs what it needs on first use)
+
+go-test: emulators ## the Go tests of the platform, with the race detector, against the emulators
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+lint: ## gofmt, go vet, staticcheck and a go mod tidy check
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	@cp go.mod /tmp/cms-go.mod.bak && cp go.sum /tmp/cms-go.sum.bak && $(GO) mod tidy && \
+	  if ! diff -q go.mod /tmp/cms-go.mod.bak >/dev/null || ! diff -q go.sum /tmp/cms-go.sum.bak >/dev/null; then \
+	    cp /tmp/cms-go.mod.bak go.mod; cp /tmp/cms-go.sum.bak go.sum; echo "go mod tidy would change go.mod/go.sum"; exit 1; fi
+
+.PHONY: help local test go-test lint
+
 # Each area keeps its own rules next to its code.
--include local/rules.mk infra/rules.mk
+include local/rules.mk
+-include infra/rules.mk
+
+# infra-check runs the infrastructure tests and linters once infra/rules.mk provides them.
+infra-check: $(if $(wildcard infra/rules.mk),infra-test cfn-lint,)
+.PHONY: infra-check

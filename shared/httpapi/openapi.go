@@ -54,6 +54,15 @@ func (g *schemaGen) of(t reflect.Type, request bool) map[string]any {
 	case reflect.Interface:
 		return map[string]any{}
 	case reflect.Struct:
+		if t.Name() == "" { // anonymous struct: described inline
+			props := map[string]any{}
+			g.fields(t, props, request)
+			s := map[string]any{"type": "object", "properties": props}
+			if request {
+				s["additionalProperties"] = false
+			}
+			return s
+		}
 		name := schemaName(t, request)
 		if _, ok := g.components[name]; !ok {
 			g.components[name] = map[string]any{} // placeholder against recursion

@@ -1,0 +1,304 @@
+package integration_test
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func nextMonthStart() string {
+	now := time.Now().UTC()
+	return time.Date(now.Year(), now.Month()+1, 1, 0, 0, 0, 0, time.UTC).Format(time.DateOnly)
+}
+
+func TestHierarchyLifecycle(t *testing.T) {
+	a := admin(t)
+	d := create(t, a, "distributors", map[string]any{"name": "Dist " + uniq("d"), "contactEmail": "d@example.test",
+		"markups": []map[string]any{{"markup": "10.0", "startDate": "2026-01-01"}}})
+	if d.Type != "distributor" || d.Status != "active" || d.Currency != "EUR" || d.Parent == nil || d.Parent.ID != "platform" {
+		t.Fatalf("distributor %+v", d)
+	}
+	p := create(t, a, "partners", map[string]any{"name": "Partner", "parent": parent("distributor", d.ID), "tier": "premium"})
+	tn := create(t, a, "tenants", map[string]any{"name": "Tenant", "parent": parent("partner", p.ID), "contactName": "Ann", "phone": "+32 2 123"})
+	if tn.NbOfSubscriptions == nil || *tn.NbOfSubscriptions != 0 || tn.Parent.Name != "Partner" {
+		t.Fatalf("tenant %+v", tn)
+	}
+	t.Run("CountsTenantsOfAncestors", func(t *testing.T) {
+		var got entity
+		a.must(200, "GET", "/api/v1/distributors/"+d.ID, nil, &got)
+		if got.NbOfTenants == nil || *got.NbOfTenants != 1 {
+			t.Fatalf("nbOfTenants %v", got.NbOfTenants)
+		}
+		a.must(200, "GET", "/api/v1/partners/"+p.ID, nil, &got)
+		if *got.NbOfTenants != 1 {
+			t.Fatalf("partner nbOfTenants %v", *got.NbOfTenants)
+		}
+	})
+	t.Run("Update", func(t *testing.T) {
+		var got entity
+		a.must(200, "PUT", "/api/v1/tenants/"+tn.ID, map[string]any{"name": "Renamed"}, &got)
+		if got.Name != "Renamed" {
+			t.Fatalf("name %q", got.Name)
+		}
+		a.must(200, "GET", "/api/v1/tenants/"+tn.ID, nil, &got)
+		if got.Name != "Renamed" {
+			t.Fatal("update not stored")
+		}
+	})
+	t.Run("ErrParentImmutable", func(t *testing.T) {
+		env := a.do("PUT", "/api/v1/partners/"+p.ID, map[string]any{"parent": parent("platform", "platform")})
+		if env.status != 400 || !env.hasError("immutable", "parent") {
+			t.Fatalf("got %s", env.raw)
+		}
+	})
+	t.Run("ErrDeleteWithChildren", func(t *testing.T) {
+		env := a.do("DELETE", "/api/v1/partners/"+p.ID, nil)
+		if env.status != 409 || !env.hasError("has_children", "") {
+			t.Fatalf("got %s", env.raw)
+		}
+	})
+	t.Run("Markups", func(t *testing.T) {
+		a.must(201, "POST", "/api/v1/distributors/"+d.ID+"/markups", map[string]any{"markup": 12.5, "startDate": nextMonthStart()}, nil)
+		var ms []struct {
+			Markup    string `json:"markup"`
+			StartDate string `json:"startDate"`
+		}
+		a.must(200, "GET", "/api/v1/distributors/"+d.ID+"/markups", nil, &ms)
+		if len(ms) != 2 || ms[0].Markup != "12.5" || ms[0].StartDate != nextMonthStart() || ms[1].Markup != "10.0" {
+			t.Fatalf("history, newest first: %+v", ms)
+		}
+		env := a.do("POST", "/api/v1/distributors/"+d.ID+"/markups", map[string]any{"markup": "-1", "startDate": "2020-01-01"})
+		if env.status != 400 || !env.hasError("out_of_range", "markup") {
+			t.Fatalf("got %s", env.raw)
+		}
+		env = a.do("POST", "/api/v1/distributors/"+d.ID+"/markups", map[string]any{"markup": "5", "startDate": "2020-01-01"})
+		if env.status != 400 || !env.hasError("in_past", "startDate") {
+			t.Fatalf("a markup may not rewrite a running or past period: %s", env.raw)
+		}
+	})
+	t.Run("Suspension", func(t *testing.T) {
+		_, pa := mkUser(t, a, "partner_admin", p.ID)
+		_, ta := mkUser(t, a, "tenant_admin", tn.ID)
+		pa.must(200, "GET", "/api/v1/tenants/"+tn.ID, nil, nil)
+		env := a.do("PUT", "/api/v1/distributors/"+d.ID+"/suspension", map[string]any{"suspended": true})
+		if env.status != 400 || !env.hasError("required", "reason") {
+			t.Fatalf("suspension needs a reason: %s", env.raw)
+		}
+		var got entity
+		a.must(200, "PUT", "/api/v1/distributors/"+d.ID+"/suspension", map[string]any{"suspended": true, "reason": "unpaid"}, &got)
+		if got.Status != "suspended" {
+			t.Fatalf("status %s", got.Status)
+		}
+		for _, c := range []client{pa, ta} {
+			env := c.do("GET", "/api/v1/tenants/"+tn.ID, nil)
+			if env.status != 403 || !env.hasError("account_suspended", "") {
+				t.Fatalf("a user inside a suspended subtree must get account_suspended: %s", env.raw)
+			}
+		}
+		a.must(200, "PUT", "/api/v1/distributors/"+d.ID+"/suspension", map[string]any{"suspended": false}, &got)
+		pa.must(200, "GET", "/api/v1/tenants/"+tn.ID, nil, nil)
+	})
+	t.Run("Delete", func(t *testing.T) {
+		leaf := create(t, a, "tenants", map[string]any{"name": "Leaf", "parent": parent("partner", p.ID)})
+		a.must(200, "DELETE", "/api/v1/tenants/"+leaf.ID, nil, nil)
+		if env := a.do("GET", "/api/v1/tenants/"+leaf.ID, nil); env.status != 404 {
+			t.Fatalf("deleted tenant still there: %s", env.raw)
+		}
+		var got entity
+		a.must(200, "GET", "/api/v1/partners/"+p.ID, nil, &got)
+		if *got.NbOfTenants != 1 {
+			t.Fatalf("delete must decrement the counters, got %d", *got.NbOfTenants)
+		}
+	})
+}
+
+func TestCreateValidation(t *testing.T) {
+	a := admin(t)
+	cases := []struct {
+		name   string
+		path   string
+		body   any
+		status int
+		code   string
+		field  string
+	}{
+		{"ErrMissingName", "/api/v1/distributors", map[string]any{}, 400, "required", "name"},
+		{"ErrBadEmail", "/api/v1/distributors", map[string]any{"name": "x", "contactEmail": "nope"}, 400, "invalid", "contactEmail"},
+		{"ErrUnknownField", "/api/v1/distributors", map[string]any{"name": "x", "nmae": "typo"}, 400, "unknown_field", "nmae"},
+		{"ErrWrongType", "/api/v1/distributors", map[string]any{"name": 42}, 400, "invalid_type", "name"},
+		{"ErrBadJSON", "/api/v1/distributors", `{"name": `, 400, "invalid_json", ""},
+		{"ErrTierOnTenant", "/api/v1/tenants", map[string]any{"name": "x", "tier": "premium", "parent": parent("partner", "prt_x")}, 400, "not_allowed", "tier"},
+		{"ErrPlatformMustNameParent", "/api/v1/tenants", map[string]any{"name": "x"}, 400, "required", "parent"},
+		{"ErrUnknownParent", "/api/v1/tenants", map[string]any{"name": "x", "parent": parent("partner", "prt_missing")}, 422, "not_found", "parent.id"},
+		{"ErrWrongParentType", "/api/v1/tenants", map[string]any{"name": "x", "parent": parent("platform", "platform")}, 422, "invalid", "parent.type"},
+		{"ErrBadMarkup", "/api/v1/distributors", map[string]any{"name": "x", "markups": []any{map[string]any{"markup": "abc", "startDate": "2026-13-01"}}}, 400, "invalid", "markups[0].markup"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			env := a.do("POST", c.path, c.body)
+			if env.status != c.status || !env.hasError(c.code, c.field) {
+				t.Fatalf("want %d %s/%s, got %s", c.status, c.code, c.field, env.raw)
+			}
+		})
+	}
+	t.Run("ErrAllFieldsAtOnce", func(t *testing.T) {
+		env := a.do("POST", "/api/v1/distributors", map[string]any{"contactEmail": "bad", "currency": "euro"})
+		if !env.hasError("required", "name") || !env.hasError("invalid", "contactEmail") || !env.hasError("invalid", "currency") {
+			t.Fatalf("every bad field must be listed: %s", env.raw)
+		}
+	})
+	t.Run("ErrTooLarge", func(t *testing.T) {
+		big := `{"name":"` + strings.Repeat("x", 1<<20) + `"}`
+		if env := a.do("POST", "/api/v1/distributors", big); env.status != 413 {
+			t.Fatalf("got %d", env.status)
+		}
+	})
+	t.Run("ErrNoInternals", func(t *testing.T) {
+		env := a.do("GET", "/api/v1/tenants/"+url.PathEscape("../../etc"), nil)
+		if strings.Contains(strings.ToLower(env.raw), "dynamo") || strings.Contains(env.raw, deps.Config.Table) {
+			t.Fatalf("internals leaked: %s", env.raw)
+		}
+	})
+}
+
+func TestBillingIDUniqueUnderConcurrency(t *testing.T) {
+	a := admin(t)
+	bid := uniq("bid")
+	var wg sync.WaitGroup
+	statuses := make([]int, 20)
+	for i := range statuses {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses[i] = a.do("POST", "/api/v1/distributors", map[string]any{"name": fmt.Sprint("Race ", i), "billingId": bid}).status
+		}()
+	}
+	wg.Wait()
+	created, conflicts := 0, 0
+	for _, s := range statuses {
+		switch s {
+		case 201:
+			created++
+		case 409:
+			conflicts++
+		}
+	}
+	if created != 1 || conflicts != 19 {
+		t.Fatalf("want exactly one 201 and 19 409, got %v", statuses)
+	}
+	t.Run("ErrUpdateToTakenBillingID", func(t *testing.T) {
+		other := create(t, a, "distributors", map[string]any{"name": "Other"})
+		env := a.do("PUT", "/api/v1/distributors/"+other.ID, map[string]any{"billingId": bid})
+		if env.status != 409 || !env.hasError("taken", "billingId") {
+			t.Fatalf("got %s", env.raw)
+		}
+		free := uniq("free")
+		a.must(200, "PUT", "/api/v1/distributors/"+other.ID, map[string]any{"billingId": free}, nil)
+		a.must(200, "PUT", "/api/v1/distributors/"+other.ID, map[string]any{"billingId": uniq("again")}, nil)
+		// The released billingId is free again.
+		create(t, a, "distributors", map[string]any{"name": "Reuse", "billingId": free})
+	})
+}
+
+func TestPaginationSearchSort(t *testing.T) {
+	a := admin(t)
+	d := create(t, a, "distributors", map[string]any{"name": "Pager"})
+	p := create(t, a, "partners", map[string]any{"name": "Pager P", "parent": parent("distributor", d.ID)})
+	for i := 0; i < 12; i++ {
+		name := fmt.Sprintf("Tenant %02d", i)
+		if i%4 == 0 {
+			name = fmt.Sprintf("Acme %02d", i)
+		}
+		create(t, a, "tenants", map[string]any{"name": name, "parent": parent("partner", p.ID)})
+	}
+	t.Run("ThroughEveryPage", func(t *testing.T) {
+		seen := map[string]bool{}
+		path := "/api/v1/tenants?parent=" + p.ID + "&page_size=5&sort=name&dir=desc"
+		pages, last := 0, "~"
+		for path != "" {
+			var items []entity
+			env := a.must(200, "GET", path, nil, &items)
+			pages++
+			for _, e := range items {
+				if seen[e.ID] {
+					t.Fatalf("%s listed twice", e.ID)
+				}
+				if e.Name > last {
+					t.Fatalf("not sorted desc: %s after %s", e.Name, last)
+				}
+				seen[e.ID], last = true, e.Name
+			}
+			path = ""
+			if env.Page.Next != "" {
+				path = "/api/v1/tenants?next=" + url.QueryEscape(env.Page.Next)
+			}
+		}
+		if len(seen) != 12 || pages != 3 {
+			t.Fatalf("saw %d tenants in %d pages", len(seen), pages)
+		}
+	})
+	t.Run("Search", func(t *testing.T) {
+		var items []entity
+		a.must(200, "GET", "/api/v1/tenants?parent="+p.ID+"&search=ACME", nil, &items)
+		if len(items) != 3 {
+			t.Fatalf("search found %d", len(items))
+		}
+	})
+	t.Run("ErrTamperedNext", func(t *testing.T) {
+		env := a.must(200, "GET", "/api/v1/tenants?parent="+p.ID+"&page_size=5", nil, nil)
+		tok := env.Page.Next
+		flip := byte('A')
+		if tok[5] == 'A' {
+			flip = 'B'
+		}
+		tampered := tok[:5] + string(flip) + tok[6:]
+		if env := a.do("GET", "/api/v1/tenants?next="+url.QueryEscape(tampered), nil); env.status != 400 || !env.hasError("invalid_next", "next") {
+			t.Fatalf("got %s", env.raw)
+		}
+		// A token is bound to its caller's scope: another user's token is refused.
+		_, pa := mkUser(t, a, "partner_admin", p.ID)
+		if env := pa.do("GET", "/api/v1/tenants?next="+url.QueryEscape(tok), nil); env.status != 400 {
+			t.Fatalf("a token replayed by another scope: %s", env.raw)
+		}
+		// And to its route.
+		if env := a.do("GET", "/api/v1/partners?next="+url.QueryEscape(tok), nil); env.status != 400 {
+			t.Fatalf("a token replayed on another route: %s", env.raw)
+		}
+	})
+	t.Run("ErrBadParams", func(t *testing.T) {
+		env := a.do("GET", "/api/v1/tenants?page_size=0&dir=up&sort=password", nil)
+		if env.status != 400 || !env.hasError("out_of_range", "page_size") || !env.hasError("invalid", "dir") {
+			t.Fatalf("got %s", env.raw)
+		}
+	})
+	t.Run("StatusFilter", func(t *testing.T) {
+		var items []entity
+		a.must(200, "GET", "/api/v1/tenants?parent="+p.ID+"&status=suspended", nil, &items)
+		if len(items) != 0 {
+			t.Fatalf("got %d suspended", len(items))
+		}
+	})
+}
+
+func TestIdempotencyKey(t *testing.T) {
+	a := admin(t)
+	key := uniq("key")
+	body := map[string]any{"name": "Idem " + key}
+	first := a.do("POST", "/api/v1/distributors", body, "Idempotency-Key", key)
+	second := a.do("POST", "/api/v1/distributors", body, "Idempotency-Key", key)
+	if first.status != 201 || second.status != 201 || string(first.Data) != string(second.Data) {
+		t.Fatalf("the replay must return the first response:\n%s\n%s", first.raw, second.raw)
+	}
+	var items []entity
+	a.must(200, "GET", "/api/v1/distributors?search="+url.QueryEscape(key), nil, &items)
+	if len(items) != 1 {
+		t.Fatalf("the replay created %d distributors", len(items))
+	}
+	conflict := a.do("POST", "/api/v1/distributors", map[string]any{"name": "different"}, "Idempotency-Key", key)
+	if conflict.status != 409 || !conflict.hasError("idempotency_key_reused", "") {
+		t.Fatalf("got %s", conflict.raw)
+	}
+}
