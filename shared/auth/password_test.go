@@ -93,7 +93,6 @@ func TestCheckPassword(t *testing.T) {
 	}
 }
 
-
 func TestPasswordNeedsRehash(t *testing.T) {
 	hash := MustHash(t, "correct horse battery staple")
 	for _, tc := range []struct {
