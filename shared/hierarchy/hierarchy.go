@@ -122,7 +122,6 @@ type Store interface {
 
 var (
 	emailRe    = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
-	currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
 	dateRe     = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
 	billingRe  = regexp.MustCompile(`^[A-Za-z0-9._:\-]{1,64}$`)
 )

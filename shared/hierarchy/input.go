@@ -5,10 +5,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cockroachdb/apd/v3"
-
 	"github.com/channelbilling/cms/shared/access"
 	"github.com/channelbilling/cms/shared/apperr"
+	"github.com/channelbilling/cms/shared/money"
 )
 
 // ParentInput names the parent on create.
@@ -31,15 +30,15 @@ func (in MarkupInput) Validate() error {
 }
 
 func validateMarkup(f *apperr.Fields, prefix string, in MarkupInput) {
-	d, _, err := apd.NewFromString(string(in.Markup))
+	d, err := money.Parse(string(in.Markup))
 	switch {
 	case in.Markup == "":
 		f.Required(prefix+"markup", true)
-	case err != nil || d.Form != apd.Finite:
+	case err != nil:
 		f.Add(prefix+"markup", "invalid", "markup must be a decimal percentage such as \"10.0\"")
-	case d.Negative || d.Cmp(apd.New(1000, 0)) > 0:
+	case d.IsNeg() || d.Cmp(money.NewFromInt(1000)) > 0:
 		f.Add(prefix+"markup", "out_of_range", "markup must be between 0 and 1000 percent")
-	case d.Exponent < -4:
+	case !d.Round(4).Equal(d):
 		f.Add(prefix+"markup", "invalid", "markup has at most 4 decimal places")
 	}
 	if in.StartDate == "" {
@@ -88,7 +87,7 @@ func validateCommon(f *apperr.Fields, t access.EntityType, billingID, currency, 
 	if billingID != "" && !billingRe.MatchString(billingID) {
 		f.Add("billingId", "invalid", "billingId has 1 to 64 letters, digits or . _ : -")
 	}
-	if currency != "" && !currencyRe.MatchString(currency) {
+	if currency != "" && !money.ValidCurrency(currency) {
 		f.Add("currency", "invalid", "currency must be an ISO 4217 code such as EUR")
 	}
 	if email != "" && !ValidEmail(email) {
