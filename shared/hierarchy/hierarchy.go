@@ -121,9 +121,9 @@ type Store interface {
 }
 
 var (
-	emailRe    = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
-	dateRe     = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
-	billingRe  = regexp.MustCompile(`^[A-Za-z0-9._:\-]{1,64}$`)
+	emailRe   = regexp.MustCompile(`^[^@\s]+@[^@\s]+\.[^@\s]+$`)
+	dateRe    = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
+	billingRe = regexp.MustCompile(`^[A-Za-z0-9._:\-]{1,64}$`)
 )
 
 // ValidEmail reports whether s looks like an e-mail address.
