@@ -34,8 +34,16 @@ var (
 	srv   *httptest.Server
 	deps  *app.Deps
 	idp   *testIdP
-	quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+	quiet = testLogger()
 )
+
+// testLogger is silent unless CMS_TEST_LOG is set.
+func testLogger() *slog.Logger {
+	if os.Getenv("CMS_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
@@ -102,7 +110,7 @@ type envelope struct {
 
 func (e envelope) hasError(code, field string) bool {
 	for _, er := range e.Errors {
-		if er.Code == code && (field == "" || er.Field == field) {
+		if (code == "" || er.Code == code) && (field == "" || er.Field == field) {
 			return true
 		}
 	}

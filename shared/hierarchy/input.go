@@ -18,8 +18,8 @@ type ParentInput struct {
 
 // MarkupInput adds an entry to a markup history.
 type MarkupInput struct {
-	Markup    json.Number `json:"markup"`
-	StartDate string      `json:"startDate"`
+	Markup    money.Text `json:"markup"`
+	StartDate string     `json:"startDate"`
 }
 
 // Validate reports every bad field at once.

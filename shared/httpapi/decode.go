@@ -50,7 +50,7 @@ func jsonError(err error) error {
 
 func jsonType(goType string) string {
 	switch {
-	case strings.Contains(goType, "int"), strings.Contains(goType, "Number"):
+	case strings.Contains(goType, "int"), strings.Contains(goType, "Number"), strings.HasSuffix(goType, "money.Text"):
 		return "number"
 	case strings.Contains(goType, "bool"):
 		return "boolean"

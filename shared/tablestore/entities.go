@@ -148,18 +148,20 @@ func (s *Store) CreateEntity(ctx context.Context, e *hierarchy.Entity) error {
 		billingAt = 1
 		tx.Put(s.table.Put(billingItem{PK: billingPK(e.BillingID), SK: "BILLINGID", Kind: "billingid", EntityID: e.ID}).If("attribute_not_exists(PK)"))
 	}
-	parent := s.table.Update("PK", entityPK(e.Parent.ID)).Range("SK", entitySK).Add("Children", 1).If("attribute_exists(PK)")
-	if e.Type == access.Tenant {
-		parent.Add("Tenants", 1)
-		for _, id := range ancestorsAbove(e.Path) {
-			tx.Update(s.table.Update("PK", entityPK(id)).Range("SK", entitySK).Add("Tenants", 1))
-		}
-	}
 	parentAt := 1
 	if billingAt >= 0 {
 		parentAt = 2
 	}
+	parent := s.table.Update("PK", entityPK(e.Parent.ID)).Range("SK", entitySK).Add("Children", 1).If("attribute_exists(PK)")
+	if e.Type == access.Tenant {
+		parent.Add("Tenants", 1)
+	}
 	tx.Update(parent)
+	if e.Type == access.Tenant {
+		for _, id := range ancestorsAbove(e.Path) {
+			tx.Update(s.table.Update("PK", entityPK(id)).Range("SK", entitySK).Add("Tenants", 1))
+		}
+	}
 	err := tx.Run(ctx)
 	failed := failedAt(err)
 	switch {
@@ -238,7 +240,7 @@ func (s *Store) UpdateEntity(ctx context.Context, id string, fn func(*hierarchy.
 		it := toEntityItem(&next)
 		up := s.table.Update("PK", entityPK(id)).Range("SK", entitySK).
 			Set("Name", it.Name).Set("Status", it.Status).Set("UpdatedAt", it.UpdatedAt).Set("Version", it.Version).
-			If("Version = ?", cur.Version)
+			If("'Version' = ?", cur.Version)
 		setOrRemove(up, "BillingID", it.BillingID)
 		setOrRemove(up, "ContactEmail", it.ContactEmail)
 		setOrRemove(up, "ContactName", it.ContactName)
@@ -261,7 +263,7 @@ func (s *Store) UpdateEntity(ctx context.Context, id string, fn func(*hierarchy.
 		billingAt := -1
 		if next.BillingID != cur.BillingID {
 			if cur.BillingID != "" {
-				tx.Delete(s.table.Delete("PK", billingPK(cur.BillingID)).Range("SK", "BILLINGID").If("EntityID = ?", id))
+				tx.Delete(s.table.Delete("PK", billingPK(cur.BillingID)).Range("SK", "BILLINGID").If("'EntityID' = ?", id))
 			}
 			if next.BillingID != "" {
 				billingAt = 1
@@ -305,9 +307,9 @@ func (s *Store) DeleteEntity(ctx context.Context, id string) error {
 	}
 	tx := s.db.WriteTx()
 	tx.Delete(s.table.Delete("PK", entityPK(id)).Range("SK", entitySK).
-		If("Children = ? AND Users = ? AND ActiveSubs = ? AND Version = ?", 0, 0, 0, e.Version))
+		If("'Children' = ? AND 'Users' = ? AND 'ActiveSubs' = ? AND 'Version' = ?", 0, 0, 0, e.Version))
 	if e.BillingID != "" {
-		tx.Delete(s.table.Delete("PK", billingPK(e.BillingID)).Range("SK", "BILLINGID").If("EntityID = ?", id))
+		tx.Delete(s.table.Delete("PK", billingPK(e.BillingID)).Range("SK", "BILLINGID").If("'EntityID' = ?", id))
 	}
 	parent := s.table.Update("PK", entityPK(e.Parent.ID)).Range("SK", entitySK).Add("Children", -1)
 	if e.Type == access.Tenant {

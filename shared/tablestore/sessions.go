@@ -81,9 +81,9 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash string, next ide
 	next.Family, next.UserID = old.Family, old.UserID
 	ttl := next.ExpiresAt.Add(24 * time.Hour).Unix()
 	err = s.db.WriteTx().
-		Update(s.table.Update("PK", tokenPK(oldHash)).Range("SK", "RTOKEN").Set("Spent", true).If("Spent = ?", false)).
+		Update(s.table.Update("PK", tokenPK(oldHash)).Range("SK", "RTOKEN").Set("Spent", true).If("'Spent' = ?", false)).
 		Put(s.table.Put(tokenItem{PK: tokenPK(next.Hash), SK: "RTOKEN", Kind: "rtoken", Family: next.Family, UserID: next.UserID, ExpiresAt: next.ExpiresAt, TTL: ttl}).If("attribute_not_exists(PK)")).
-		Update(s.table.Update("PK", familyPK(old.Family)).Range("SK", "RFAMILY").Set("TTL", ttl).If("Revoked = ?", false)).
+		Update(s.table.Update("PK", familyPK(old.Family)).Range("SK", "RFAMILY").Set("TTL", ttl).If("'Revoked' = ?", false)).
 		Run(ctx)
 	failed := failedAt(err)
 	switch {
@@ -131,7 +131,7 @@ func (s *Store) RecordLoginFailure(ctx context.Context, email string, now time.T
 	var out failureItem
 	// Count within the current window; a failure after the window starts a new one.
 	err := s.table.Update("PK", pk).Range("SK", "LOGINFAIL").Add("Count", 1).Set("Kind", "loginfail").
-		If("WindowStart > ?", start).Value(ctx, &out)
+		If("'WindowStart' > ?", start).Value(ctx, &out)
 	if dynamo.IsCondCheckFailed(err) {
 		err = s.table.Put(failureItem{PK: pk, SK: "LOGINFAIL", Kind: "loginfail", Count: 1, WindowStart: now, TTL: now.Add(window).Unix()}).Run(ctx)
 		return 1, apperr.Wrap(err, "record login failure")

@@ -155,7 +155,7 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(*identity.Use
 			return nil, err
 		}
 		next.Version = cur.Version + 1
-		tx := s.db.WriteTx().Put(s.table.Put(toUserItem(&next)).If("Version = ?", cur.Version))
+		tx := s.db.WriteTx().Put(s.table.Put(toUserItem(&next)).If("'Version' = ?", cur.Version))
 		emailAt, scopeAt := -1, -1
 		n := 1
 		if !strings.EqualFold(next.Email, cur.Email) {
@@ -193,7 +193,7 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 		return err
 	}
 	err = s.db.WriteTx().
-		Delete(s.table.Delete("PK", userPK(id)).Range("SK", "USER").If("Version = ?", u.Version)).
+		Delete(s.table.Delete("PK", userPK(id)).Range("SK", "USER").If("'Version' = ?", u.Version)).
 		Delete(s.table.Delete("PK", emailPK(u.Email)).Range("SK", "EMAIL")).
 		Update(s.table.Update("PK", entityPK(u.Scope.ID)).Range("SK", entitySK).Add("Users", -1)).
 		Run(ctx)
@@ -254,7 +254,7 @@ func (s *Store) AcceptInvite(ctx context.Context, hash, passwordHash string, now
 	u.Version++
 	err = s.db.WriteTx().
 		Delete(s.table.Delete("PK", invitePK(hash)).Range("SK", "INVITE").If("attribute_exists(PK)")).
-		Put(s.table.Put(toUserItem(u)).If("Version = ?", u.Version-1)).
+		Put(s.table.Put(toUserItem(u)).If("'Version' = ?", u.Version-1)).
 		Run(ctx)
 	if dynamo.IsCondCheckFailed(err) || isTxConflict(err) {
 		return nil, invalidInvite()
