@@ -79,6 +79,31 @@ const (
 
 	RolesList   Permission = "roles.list"
 	RolesAssign Permission = "roles.assign"
+
+	PricingList   Permission = "pricing.list"
+	PricingRead   Permission = "pricing.instance.read"
+	PricingCreate Permission = "pricing.create"
+	PricingUpdate Permission = "pricing.instance.update"
+	PricingDelete Permission = "pricing.instance.delete"
+
+	PlansList    Permission = "plans.list"
+	PlansRead    Permission = "plans.instance.read"
+	PlansCreate  Permission = "plans.create"
+	PlansUpdate  Permission = "plans.instance.update"
+	PlansDelete  Permission = "plans.instance.delete"
+	PlansPublish Permission = "plans.instance.publish"
+	PlansRetire  Permission = "plans.instance.retire"
+
+	PriceListsRead  Permission = "pricelists.read"
+	PriceListsWrite Permission = "pricelists.overrides.write"
+
+	SubscriptionsList    Permission = "subscriptions.list"
+	SubscriptionsRead    Permission = "subscriptions.instance.read"
+	SubscriptionsCreate  Permission = "subscriptions.create"
+	SubscriptionsUpdate  Permission = "subscriptions.instance.update"
+	SubscriptionsCancel  Permission = "subscriptions.instance.cancel"
+	SubscriptionsLicense Permission = "subscriptions.instance.license"
+	SubscriptionsHistory Permission = "subscriptions.instance.history"
 )
 
 // Role is a named set of permissions held at one scope entity.
@@ -117,6 +142,11 @@ var (
 	partnerW   = []Permission{PartnersCreate, PartnersUpdate, PartnersDelete, PartnersSuspend, PartnersMarkupsW}
 	tenantW    = []Permission{TenantsCreate, TenantsUpdate, TenantsDelete, TenantsSuspend}
 	distW      = []Permission{DistributorsCreate, DistributorsUpdate, DistributorsDelete, DistributorsSuspend, DistributorsMarkupsW}
+	// Everyone may read the catalog: partners and tenants choose plans from it.
+	catalogRead  = []Permission{PricingList, PricingRead, PlansList, PlansRead}
+	catalogWrite = []Permission{PricingCreate, PricingUpdate, PricingDelete, PlansCreate, PlansUpdate, PlansDelete, PlansPublish, PlansRetire}
+	subsRead     = []Permission{SubscriptionsList, SubscriptionsRead, SubscriptionsHistory}
+	subsWrite    = []Permission{SubscriptionsCreate, SubscriptionsUpdate, SubscriptionsCancel, SubscriptionsLicense}
 )
 
 func join(lists ...[]Permission) []Permission {
@@ -130,23 +160,28 @@ func join(lists ...[]Permission) []Permission {
 
 var roles = map[Role]RoleDef{
 	PlatformAdmin: {Description: "Everything on the platform.", ScopeTypes: []EntityType{Platform},
-		Permissions: join(hierarchyRead, usersRead, usersWrite, distW, partnerW, tenantW)},
+		Permissions: join(hierarchyRead, usersRead, usersWrite, distW, partnerW, tenantW, catalogRead, catalogWrite,
+			[]Permission{PriceListsRead, PriceListsWrite}, subsRead, subsWrite)},
 	PlatformViewer: {Description: "Read everything on the platform.", ScopeTypes: []EntityType{Platform},
-		Permissions: join(hierarchyRead, usersRead)},
-	DistributorAdmin: {Description: "Manage a distributor's partners, tenants and users.", ScopeTypes: []EntityType{Distributor},
-		Permissions: join(hierarchyRead, usersRead, usersWrite, []Permission{DistributorsUpdate}, partnerW, tenantW)},
+		Permissions: join(hierarchyRead, usersRead, catalogRead, []Permission{PriceListsRead}, subsRead)},
+	DistributorAdmin: {Description: "Manage a distributor's partners, tenants, users, prices and subscriptions.", ScopeTypes: []EntityType{Distributor},
+		Permissions: join(hierarchyRead, usersRead, usersWrite, []Permission{DistributorsUpdate}, partnerW, tenantW, catalogRead,
+			[]Permission{PriceListsRead, PriceListsWrite}, subsRead, subsWrite)},
 	DistributorViewer: {Description: "Read a distributor's subtree.", ScopeTypes: []EntityType{Distributor},
-		Permissions: join(hierarchyRead, usersRead)},
-	PartnerAdmin: {Description: "Manage a partner's tenants and users.", ScopeTypes: []EntityType{Partner},
-		Permissions: join([]Permission{PartnersList, PartnersRead, PartnersMarkups, PartnersUpdate, TenantsList, TenantsRead}, usersRead, usersWrite, tenantW)},
+		Permissions: join(hierarchyRead, usersRead, catalogRead, []Permission{PriceListsRead}, subsRead)},
+	PartnerAdmin: {Description: "Manage a partner's tenants, users, price lists and subscriptions.", ScopeTypes: []EntityType{Partner},
+		Permissions: join([]Permission{PartnersList, PartnersRead, PartnersMarkups, PartnersUpdate, TenantsList, TenantsRead}, usersRead, usersWrite, tenantW,
+			catalogRead, []Permission{PriceListsRead, PriceListsWrite}, subsRead, subsWrite)},
 	PartnerViewer: {Description: "Read a partner's subtree.", ScopeTypes: []EntityType{Partner},
-		Permissions: join([]Permission{PartnersList, PartnersRead, PartnersMarkups, TenantsList, TenantsRead}, usersRead)},
-	TenantAdmin: {Description: "Manage a tenant and its users.", ScopeTypes: []EntityType{Tenant},
-		Permissions: join([]Permission{TenantsList, TenantsRead, TenantsUpdate}, usersRead, usersWrite)},
+		Permissions: join([]Permission{PartnersList, PartnersRead, PartnersMarkups, TenantsList, TenantsRead}, usersRead, catalogRead,
+			[]Permission{PriceListsRead}, subsRead)},
+	TenantAdmin: {Description: "Manage a tenant, its users and its subscriptions.", ScopeTypes: []EntityType{Tenant},
+		Permissions: join([]Permission{TenantsList, TenantsRead, TenantsUpdate}, usersRead, usersWrite, catalogRead,
+			[]Permission{PriceListsRead}, subsRead, subsWrite)},
 	TenantViewer: {Description: "Read a tenant.", ScopeTypes: []EntityType{Tenant},
-		Permissions: join([]Permission{TenantsList, TenantsRead}, usersRead)},
-	Finance: {Description: "Read the hierarchy, billing, invoices, commissions and exports of a subtree.", ScopeTypes: channel,
-		Permissions: join(hierarchyRead)},
+		Permissions: join([]Permission{TenantsList, TenantsRead}, usersRead, catalogRead, []Permission{PriceListsRead}, subsRead)},
+	Finance: {Description: "Read the hierarchy, prices, subscriptions, billing, invoices, commissions and exports of a subtree.", ScopeTypes: channel,
+		Permissions: join(hierarchyRead, catalogRead, []Permission{PriceListsRead}, subsRead)},
 }
 
 // Lookup returns the definition of r and whether r is a known role.
