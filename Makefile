@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO ?= go
 export GOFLAGS ?= -mod=mod
-STATICCHECK_VERSION ?= 2025.1.1
+STATICCHECK_VERSION ?= v0.6.1
 
 .DEFAULT_GOAL := help
 
