@@ -20,6 +20,7 @@ go-test: emulators ## the Go tests of the platform, with the race detector, agai
 lint: ## gofmt, go vet, staticcheck and a go mod tidy check
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
+	$(GO) vet -tags localstack ./local/emulator
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 	@cp go.mod /tmp/cms-go.mod.bak && cp go.sum /tmp/cms-go.sum.bak && $(GO) mod tidy && \
 	  if ! diff -q go.mod /tmp/cms-go.mod.bak >/dev/null || ! diff -q go.sum /tmp/cms-go.sum.bak >/dev/null; then \

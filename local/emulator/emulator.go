@@ -72,7 +72,15 @@ const (
 	ModeEndpoint Mode = "endpoint"
 	// ModeAWS: real AWS (CMS_USE_AWS=1); nothing started, no endpoint overrides.
 	ModeAWS Mode = "aws"
+	// ModeLocalStack: a LocalStack container started through testcontainers-go
+	// (CMS_EMULATOR=localstack, a reachable Docker engine, and the localstack
+	// build tag); every service uses it.
+	ModeLocalStack Mode = "localstack"
 )
+
+// EnvEmulator selects the emulator: "localstack" runs LocalStack in Docker
+// through testcontainers-go instead of DynamoDB Local and moto.
+const EnvEmulator = "CMS_EMULATOR"
 
 // Options configures Start. The zero value is ready to use.
 type Options struct {
@@ -106,6 +114,7 @@ type Stack struct {
 	MotoVersion          string
 
 	procs     []*process
+	container func() error // terminates the LocalStack container (ModeLocalStack)
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -125,6 +134,9 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	}
 	if u := strings.TrimSpace(os.Getenv(EnvEndpointURL)); u != "" {
 		return &Stack{Mode: ModeEndpoint, DynamoDBEndpoint: u, AWSEndpoint: u, Region: region()}, nil
+	}
+	if os.Getenv(EnvEmulator) == string(ModeLocalStack) {
+		return startLocalStack(ctx, logw)
 	}
 	timeout := opts.StartTimeout
 	if timeout <= 0 {
@@ -200,6 +212,9 @@ func (s *Stack) Close() error {
 			}()
 		}
 		wg.Wait()
+		if s.container != nil {
+			errs = append(errs, s.container())
+		}
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr
