@@ -1,7 +1,8 @@
 // Command local runs the whole platform on this machine: it starts the AWS emulators (DynamoDB
 // Local and moto, installed on first use) unless AWS_ENDPOINT_URL or CMS_USE_AWS says otherwise,
-// creates the table, bootstraps the platform admin, and serves the API through the same
-// handlers and authorizer that run in Lambda. Ctrl-C stops everything it started.
+// creates the table and the event bus, publishes the outbox from the table's stream, bootstraps
+// the platform admin, and serves the API through the same handlers and authorizer that run in
+// Lambda. Ctrl-C stops everything it started.
 package main
 
 import (
@@ -15,8 +16,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+
 	"github.com/channelbilling/cms/local/emulator"
 	"github.com/channelbilling/cms/local/runner"
+	"github.com/channelbilling/cms/local/streams"
 	"github.com/channelbilling/cms/shared/app"
 	"github.com/channelbilling/cms/shared/tablestore"
 )
@@ -67,6 +73,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	stopOutbox, err := startOutbox(ctx, stack, awsCfg, cfg, deps)
+	if err != nil {
+		return fmt.Errorf("outbox publisher: %w", err)
+	}
+	defer stopOutbox()
 	email, password := env("CMS_ADMIN_EMAIL", defaultAdminEmail), env("CMS_ADMIN_PASSWORD", defaultAdminPassword)
 	created, err := deps.Bootstrap(ctx, email, password)
 	if err != nil {
@@ -101,4 +112,27 @@ func run() error {
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return srv.Shutdown(shutdown)
+}
+
+// startOutbox publishes the outbox the way the deployed publisher function does: it creates the
+// event bus when missing and polls the table's stream into the handler that function runs
+// (docs/events.md). A fresh emulator table (DynamoDB Local, LocalStack) is read from its start;
+// a table that may hold older records (AWS_ENDPOINT_URL, CMS_USE_AWS) from the records written
+// from now on. The returned stop ends the polling.
+func startOutbox(ctx context.Context, stack *emulator.Stack, awsCfg aws.Config, cfg app.Config, deps *app.Deps) (func(), error) {
+	if err := streams.EnsureBus(ctx, eventbridge.NewFromConfig(awsCfg), cfg.EventBus); err != nil {
+		return nil, err
+	}
+	from := streams.TrimHorizon
+	if stack.Mode != emulator.ModeLocal && stack.Mode != emulator.ModeLocalStack {
+		from = streams.Latest
+	}
+	pub := app.NewPublisher(cfg, awsCfg, deps.Log)
+	stop, err := streams.StartOutbox(ctx, deps.Store.Table(), dynamodbstreams.NewFromConfig(awsCfg, stack.DynamoDBStreamsOptions()),
+		pub.Handle, streams.Options{StartingPosition: from, Log: deps.Log})
+	if err != nil {
+		return nil, err
+	}
+	fmt.Printf("» outbox: the table's stream is published to the event bus %s (from %s)\n", cfg.EventBus, from)
+	return stop, nil
 }

@@ -65,6 +65,7 @@ func run(m *testing.M) int {
 
 	cfg := app.Defaults()
 	cfg.Table = "cms-it-" + ids.New("t")
+	cfg.EventBus = "cms-it-" + ids.New("bus")
 	cfg.Providers = []auth.Provider{idp.provider()}
 	cfg.LinkByEmail = true
 	st := tablestore.NewFromConfig(awsCfg, cfg.Table, stack.DynamoDBOptions())
@@ -81,6 +82,13 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "bootstrap:", err)
 		return 1
 	}
+	// The outbox publisher on the table's stream, the bus and a queue to read it (events_test.go).
+	stopEvents, err := setupEvents(ctx, stack, awsCfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "events:", err)
+		return 1
+	}
+	defer stopEvents()
 	rn, err := runner.New(deps)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "runner:", err)

@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -26,21 +27,30 @@ var groupOf = map[string]string{
 	"finance": "dist", "partner_admin": "part", "partner_viewer": "part", "tenant_admin": "ten", "tenant_viewer": "ten",
 }
 
-// targets[group][kind] = fixture names for own, sibling, ancestor ("" = none).
+// targets[group][kind] = fixture names for own, sibling, ancestor ("" = none). Kind "ent" is any
+// entity: the actor's own scope (or, for the platform, one below it), a sibling, the parent. Kind
+// "sub" is a subscription of the tenant T1, T2 or T3 (sT1, sT2, sT3).
 var targets = map[string]map[string][3]string{
-	"plat": {"dist": {"D1", "", ""}, "partner": {"P1", "", ""}, "tenant": {"T1", "", ""}, "user": {"uT1", "", ""}},
-	"dist": {"dist": {"D1", "D2", ""}, "partner": {"P1", "P3", ""}, "tenant": {"T1", "T3", ""}, "user": {"uT1", "uT3", "uPlat"}},
-	"part": {"dist": {"", "D2", "D1"}, "partner": {"P1", "P2", ""}, "tenant": {"T1", "T2", ""}, "user": {"uT1", "uT2", "uD1"}},
-	"ten":  {"dist": {"", "D2", "D1"}, "partner": {"", "P2", "P1"}, "tenant": {"T1", "T2", ""}, "user": {"uT1", "uT2", "uP1"}},
+	"plat": {"dist": {"D1", "", ""}, "partner": {"P1", "", ""}, "tenant": {"T1", "", ""}, "user": {"uT1", "", ""},
+		"ent": {"P1", "", ""}, "sub": {"sT1", "", ""}},
+	"dist": {"dist": {"D1", "D2", ""}, "partner": {"P1", "P3", ""}, "tenant": {"T1", "T3", ""}, "user": {"uT1", "uT3", "uPlat"},
+		"ent": {"D1", "D2", "platform"}, "sub": {"sT1", "sT3", ""}},
+	"part": {"dist": {"", "D2", "D1"}, "partner": {"P1", "P2", ""}, "tenant": {"T1", "T2", ""}, "user": {"uT1", "uT2", "uD1"},
+		"ent": {"P1", "P2", "D1"}, "sub": {"sT1", "sT2", ""}},
+	"ten": {"dist": {"", "D2", "D1"}, "partner": {"", "P2", "P1"}, "tenant": {"T1", "T2", ""}, "user": {"uT1", "uT2", "uP1"},
+		"ent": {"T1", "T2", "P1"}, "sub": {"sT1", "sT2", ""}},
 }
 
 type cell struct {
 	name   string
 	method string
-	path   string // {t} is the target's id, {s} the target user's scope id
-	kind   string // dist, partner, tenant, user, or "" for routes without a target
-	body   func(f *fixture, target string) any
-	want   [9]string // per role, in roleNames order
+	// path: {t} is the target's id, {s} the target user's scope id, {fresh} a new user like the
+	// target, {freshSub} a new subscription of the target subscription's tenant; any other
+	// {name} is the id of that fixture (sku, plan, draftPlan, retirePlan).
+	path string
+	kind string // dist, partner, tenant, user, or "" for routes without a target
+	body func(f *fixture, target string) any
+	want [9]string // per role, in roleNames order
 }
 
 func row(ws ...string) [9]string { return [9]string(ws) }
@@ -115,6 +125,64 @@ var matrix = []cell{
 		row("2--", "2--", "2--", "2--", "F--", "2--", "2--", "2--", "2--")},
 	{"AssignRole", "PUT", "/api/v1/roles/{t}", "user", func(f *fixture, t string) any { return map[string]any{"role": f.roleOf[t]} },
 		row("2--", "F--", "2NN", "FFF", "FFF", "2NN", "FFF", "2NN", "FFF")},
+	// SKUs: one platform-wide catalog, read by everyone, written by the platform admin only.
+	{"ListSKUs", "GET", "/api/v1/pricing", "", nil,
+		row("2--", "2--", "2--", "2--", "2--", "2--", "2--", "2--", "2--")},
+	{"GetSKU", "GET", "/api/v1/pricing/{sku}", "", nil,
+		row("2--", "2--", "2--", "2--", "2--", "2--", "2--", "2--", "2--")},
+	{"CreateSKU", "POST", "/api/v1/pricing", "", func(*fixture, string) any { return skuBody(uniq("m")) },
+		row("2--", "F--", "F--", "F--", "F--", "F--", "F--", "F--", "F--")},
+	{"UpdateSKU", "PUT", "/api/v1/pricing/{sku}", "", func(*fixture, string) any { return map[string]any{"name": "Renamed"} },
+		row("2--", "F--", "F--", "F--", "F--", "F--", "F--", "F--", "F--")},
+	{"DeleteSKU", "DELETE", "/api/v1/pricing/{sku}", "", nil, // the fixture plan charges it: 409 sku_in_use
+		row("C--", "F--", "F--", "F--", "F--", "F--", "F--", "F--", "F--")},
+	// plans: drafts exist only for those who may create plans.
+	{"ListPlans", "GET", "/api/v1/plans", "", nil,
+		row("2--", "2--", "2--", "2--", "2--", "2--", "2--", "2--", "2--")},
+	{"GetPlan", "GET", "/api/v1/plans/{plan}", "", nil,
+		row("2--", "2--", "2--", "2--", "2--", "2--", "2--", "2--", "2--")},
+	{"GetDraftPlan", "GET", "/api/v1/plans/{draftPlan}", "", nil,
+		row("2--", "N--", "N--", "N--", "N--", "N--", "N--", "N--", "N--")},
+	{"CreatePlan", "POST", "/api/v1/plans", "", func(f *fixture, _ string) any {
+		return map[string]any{"code": uniq("m"), "name": "M", "basePrice": "1", "charges": []map[string]any{{"skuId": f.ids["sku"]}}}
+	}, row("2--", "F--", "F--", "F--", "F--", "F--", "F--", "F--", "F--")},
+	{"UpdatePlan", "PUT", "/api/v1/plans/{plan}", "", func(*fixture, string) any { return map[string]any{"name": "Renamed"} }, // published: 409 plan_frozen
+		row("C--", "F--", "F--", "F--", "F--", "F--", "F--", "F--", "F--")},
+	{"DeletePlan", "DELETE", "/api/v1/plans/{plan}", "", nil, // published: 409 plan_not_draft
+		row("C--", "F--", "F--", "F--", "F--", "F--", "F--", "F--", "F--")},
+	{"PublishPlan", "POST", "/api/v1/plans/{plan}/publish", "", nil, // already published: 409
+		row("C--", "F--", "F--", "F--", "F--", "F--", "F--", "F--", "F--")},
+	{"RetirePlan", "POST", "/api/v1/plans/{retirePlan}/retire", "", nil,
+		row("2--", "F--", "F--", "F--", "F--", "F--", "F--", "F--", "F--")},
+	// price lists: any entity of the subtree; overrides by the tenant's channel only.
+	{"PriceList", "GET", "/api/v1/pricelists/{t}", "ent", nil,
+		row("2--", "2--", "2NN", "2NN", "2NN", "2NN", "2NN", "2NN", "2NN")},
+	{"PutOverride", "PUT", "/api/v1/pricelists/{t}/{sku}", "tenant", func(*fixture, string) any {
+		return map[string]any{"model": "per_unit", "unitPrice": "0.5"}
+	}, row("2--", "F--", "2N-", "FF-", "FF-", "2N-", "FF-", "FF-", "FF-")},
+	{"EndOverride", "DELETE", "/api/v1/pricelists/{t}/{sku}", "tenant", nil,
+		row("2--", "F--", "2N-", "FF-", "FF-", "2N-", "FF-", "FF-", "FF-")},
+	// subscriptions: a tenant's subscriptions belong to its subtree.
+	{"ListSubscriptions", "GET", "/api/v1/subscriptions?tenantId={t}", "tenant", nil,
+		row("2--", "2--", "2N-", "2N-", "2N-", "2N-", "2N-", "2N-", "2N-")},
+	{"CreateSubscription", "POST", "/api/v1/subscriptions", "tenant", func(f *fixture, t string) any {
+		return map[string]any{"tenantId": f.ids[t], "planId": f.ids["plan"], "quantity": 1}
+	}, row("2--", "F--", "2U-", "FF-", "FF-", "2U-", "FF-", "2U-", "FF-")},
+	{"GetSubscription", "GET", "/api/v1/subscriptions/{t}", "sub", nil,
+		row("2--", "2--", "2N-", "2N-", "2N-", "2N-", "2N-", "2N-", "2N-")},
+	{"UpdateSubscription", "PUT", "/api/v1/subscriptions/{t}", "sub", func(*fixture, string) any { return map[string]any{"quantity": "2"} },
+		row("2--", "F--", "2N-", "FF-", "FF-", "2N-", "FF-", "2N-", "FF-")},
+	{"CancelSubscription", "DELETE", "/api/v1/subscriptions/{freshSub}", "sub", nil,
+		row("2--", "F--", "2N-", "FF-", "FF-", "2N-", "FF-", "2N-", "FF-")},
+	{"SetLicenseKey", "PUT", "/api/v1/subscriptions/{t}/license-key", "sub", func(*fixture, string) any { return map[string]any{"licenseKey": uniq("K")} },
+		row("2--", "F--", "2N-", "FF-", "FF-", "2N-", "FF-", "2N-", "FF-")},
+	{"SubscriptionHistory", "GET", "/api/v1/subscriptions/{t}/history", "sub", nil,
+		row("2--", "2--", "2N-", "2N-", "2N-", "2N-", "2N-", "2N-", "2N-")},
+}
+
+// skuBody is a valid per-unit SKU with the given code.
+func skuBody(code string) map[string]any {
+	return map[string]any{"code": code, "name": "SKU " + code, "unit": "call", "model": "per_unit", "unitPrice": "0.01"}
 }
 
 func contactBody(*fixture, string) any   { return map[string]any{"contactEmail": "ops@example.test"} }
@@ -124,15 +192,17 @@ func markupBody(*fixture, string) any {
 }
 
 type fixture struct {
-	ids     map[string]string // fixture name -> entity or user id
-	scopeOf map[string]string // user fixture -> its scope entity id
-	roleOf  map[string]string // user fixture -> its role
-	actors  map[string]client
+	ids      map[string]string // fixture name -> entity, user, SKU, plan or subscription id
+	scopeOf  map[string]string // user fixture -> its scope entity id
+	roleOf   map[string]string // user fixture -> its role
+	tenantOf map[string]string // subscription fixture -> its tenant's fixture name
+	actors   map[string]client
 }
 
 func buildFixture(t *testing.T) *fixture {
 	a := admin(t)
-	f := &fixture{ids: map[string]string{"platform": "platform"}, scopeOf: map[string]string{}, roleOf: map[string]string{}, actors: map[string]client{}}
+	f := &fixture{ids: map[string]string{"platform": "platform"}, scopeOf: map[string]string{}, roleOf: map[string]string{},
+		tenantOf: map[string]string{}, actors: map[string]client{}}
 	mk := func(name, plural string, body map[string]any) { f.ids[name] = create(t, a, plural, body).ID }
 	mk("D1", "distributors", map[string]any{"name": "D1"})
 	mk("D2", "distributors", map[string]any{"name": "D2"})
@@ -149,6 +219,25 @@ func buildFixture(t *testing.T) *fixture {
 		a.must(201, "POST", "/api/v1/users", map[string]any{"email": strings.ToLower(uniq(name)) + "@example.test",
 			"firstName": name, "lastName": "Target", "role": role, "scopeId": f.ids[scope]}, &u)
 		f.ids[name], f.scopeOf[name], f.roleOf[name] = u.ID, f.ids[scope], role
+	}
+	// The catalog: a SKU charged by a published plan, a draft plan, a plan to retire; and one
+	// subscription per tenant.
+	var obj struct {
+		ID string `json:"id"`
+	}
+	a.must(201, "POST", "/api/v1/pricing", skuBody(uniq("matrix")), &obj)
+	f.ids["sku"] = obj.ID
+	for _, name := range []string{"plan", "draftPlan", "retirePlan"} {
+		a.must(201, "POST", "/api/v1/plans", map[string]any{"code": uniq(name), "name": name, "basePrice": "10",
+			"charges": []map[string]any{{"skuId": f.ids["sku"]}}}, &obj)
+		f.ids[name] = obj.ID
+		if name != "draftPlan" {
+			a.must(200, "POST", "/api/v1/plans/"+obj.ID+"/publish", nil, nil)
+		}
+	}
+	for _, tn := range []string{"T1", "T2", "T3"} {
+		a.must(201, "POST", "/api/v1/subscriptions", map[string]any{"tenantId": f.ids[tn], "planId": f.ids["plan"], "quantity": 1}, &obj)
+		f.ids["s"+tn], f.tenantOf["s"+tn] = obj.ID, tn
 	}
 	scopes := map[string]string{"plat": "platform", "dist": "D1", "part": "P1", "ten": "T1"}
 	for _, role := range roleNames {
@@ -193,6 +282,14 @@ func TestScopingMatrix(t *testing.T) {
 							"firstName": "F", "lastName": "F", "role": f.roleOf[tgt], "scopeId": f.scopeOf[tgt]}, &u)
 						path = strings.ReplaceAll(path, "{fresh}", u.ID)
 					}
+					if strings.Contains(path, "{freshSub}") {
+						var sub struct {
+							ID string `json:"id"`
+						}
+						a.must(201, "POST", "/api/v1/subscriptions", map[string]any{"tenantId": f.ids[f.tenantOf[tgt]], "planId": f.ids["plan"], "quantity": 1}, &sub)
+						path = strings.ReplaceAll(path, "{freshSub}", sub.ID)
+					}
+					path = fixtureRef.ReplaceAllStringFunc(path, func(m string) string { return f.ids[m[1:len(m)-1]] })
 					var body any
 					if c.body != nil {
 						body = c.body(f, tgt)
@@ -224,16 +321,20 @@ func countCells() int {
 	return n
 }
 
+// fixtureRef is a {name} left in a path after {t}, {s}, {fresh} and {freshSub}.
+var fixtureRef = regexp.MustCompile(`\{[A-Za-z]+\}`)
+
 // TestMatrixCoversEveryProtectedRoute fails when a route is added without a row in the matrix.
+// Paths are compared with every {parameter} made anonymous: /pricelists/{entityId}/{skuId} is
+// covered by /pricelists/{t}/{sku}.
 func TestMatrixCoversEveryProtectedRoute(t *testing.T) {
 	covered := map[string]bool{}
 	for _, c := range matrix {
 		p, _, _ := strings.Cut(c.path, "?")
-		p = strings.NewReplacer("{t}", "{id}", "{fresh}", "{id}").Replace(p)
-		covered[c.method+" "+p] = true
+		covered[c.method+" "+fixtureRef.ReplaceAllString(p, "{}")] = true
 	}
 	for _, r := range allProtectedRoutes() {
-		if !covered[r] {
+		if !covered[fixtureRef.ReplaceAllString(r, "{}")] {
 			t.Errorf("%s has no row in the scoping matrix", r)
 		}
 	}

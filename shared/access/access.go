@@ -104,6 +104,11 @@ const (
 	SubscriptionsCancel  Permission = "subscriptions.instance.cancel"
 	SubscriptionsLicense Permission = "subscriptions.instance.license"
 	SubscriptionsHistory Permission = "subscriptions.instance.history"
+
+	// UsageIngest pushes usage records (POST /usage) for tenants in the caller's subtree.
+	UsageIngest Permission = "usage.ingest"
+	// UsageRead reads the period's usage totals and charges (GET /usage) in the subtree.
+	UsageRead Permission = "usage.read"
 )
 
 // Role is a named set of permissions held at one scope entity.
@@ -147,6 +152,9 @@ var (
 	catalogWrite = []Permission{PricingCreate, PricingUpdate, PricingDelete, PlansCreate, PlansUpdate, PlansDelete, PlansPublish, PlansRetire}
 	subsRead     = []Permission{SubscriptionsList, SubscriptionsRead, SubscriptionsHistory}
 	subsWrite    = []Permission{SubscriptionsCreate, SubscriptionsUpdate, SubscriptionsCancel, SubscriptionsLicense}
+	// Usage: every role reads its subtree's usage; the platform and the channel admins push it.
+	usageRead  = []Permission{UsageRead}
+	usageWrite = []Permission{UsageIngest}
 )
 
 func join(lists ...[]Permission) []Permission {
@@ -161,27 +169,27 @@ func join(lists ...[]Permission) []Permission {
 var roles = map[Role]RoleDef{
 	PlatformAdmin: {Description: "Everything on the platform.", ScopeTypes: []EntityType{Platform},
 		Permissions: join(hierarchyRead, usersRead, usersWrite, distW, partnerW, tenantW, catalogRead, catalogWrite,
-			[]Permission{PriceListsRead, PriceListsWrite}, subsRead, subsWrite)},
+			[]Permission{PriceListsRead, PriceListsWrite}, subsRead, subsWrite, usageRead, usageWrite)},
 	PlatformViewer: {Description: "Read everything on the platform.", ScopeTypes: []EntityType{Platform},
-		Permissions: join(hierarchyRead, usersRead, catalogRead, []Permission{PriceListsRead}, subsRead)},
+		Permissions: join(hierarchyRead, usersRead, catalogRead, []Permission{PriceListsRead}, subsRead, usageRead)},
 	DistributorAdmin: {Description: "Manage a distributor's partners, tenants, users, prices and subscriptions.", ScopeTypes: []EntityType{Distributor},
 		Permissions: join(hierarchyRead, usersRead, usersWrite, []Permission{DistributorsUpdate}, partnerW, tenantW, catalogRead,
-			[]Permission{PriceListsRead, PriceListsWrite}, subsRead, subsWrite)},
+			[]Permission{PriceListsRead, PriceListsWrite}, subsRead, subsWrite, usageRead, usageWrite)},
 	DistributorViewer: {Description: "Read a distributor's subtree.", ScopeTypes: []EntityType{Distributor},
-		Permissions: join(hierarchyRead, usersRead, catalogRead, []Permission{PriceListsRead}, subsRead)},
+		Permissions: join(hierarchyRead, usersRead, catalogRead, []Permission{PriceListsRead}, subsRead, usageRead)},
 	PartnerAdmin: {Description: "Manage a partner's tenants, users, price lists and subscriptions.", ScopeTypes: []EntityType{Partner},
 		Permissions: join([]Permission{PartnersList, PartnersRead, PartnersMarkups, PartnersUpdate, TenantsList, TenantsRead}, usersRead, usersWrite, tenantW,
-			catalogRead, []Permission{PriceListsRead, PriceListsWrite}, subsRead, subsWrite)},
+			catalogRead, []Permission{PriceListsRead, PriceListsWrite}, subsRead, subsWrite, usageRead, usageWrite)},
 	PartnerViewer: {Description: "Read a partner's subtree.", ScopeTypes: []EntityType{Partner},
 		Permissions: join([]Permission{PartnersList, PartnersRead, PartnersMarkups, TenantsList, TenantsRead}, usersRead, catalogRead,
-			[]Permission{PriceListsRead}, subsRead)},
+			[]Permission{PriceListsRead}, subsRead, usageRead)},
 	TenantAdmin: {Description: "Manage a tenant, its users and its subscriptions.", ScopeTypes: []EntityType{Tenant},
 		Permissions: join([]Permission{TenantsList, TenantsRead, TenantsUpdate}, usersRead, usersWrite, catalogRead,
-			[]Permission{PriceListsRead}, subsRead, subsWrite)},
+			[]Permission{PriceListsRead}, subsRead, subsWrite, usageRead)},
 	TenantViewer: {Description: "Read a tenant.", ScopeTypes: []EntityType{Tenant},
-		Permissions: join([]Permission{TenantsList, TenantsRead}, usersRead, catalogRead, []Permission{PriceListsRead}, subsRead)},
+		Permissions: join([]Permission{TenantsList, TenantsRead}, usersRead, catalogRead, []Permission{PriceListsRead}, subsRead, usageRead)},
 	Finance: {Description: "Read the hierarchy, prices, subscriptions, billing, invoices, commissions and exports of a subtree.", ScopeTypes: channel,
-		Permissions: join(hierarchyRead, catalogRead, []Permission{PriceListsRead}, subsRead)},
+		Permissions: join(hierarchyRead, catalogRead, []Permission{PriceListsRead}, subsRead, usageRead)},
 }
 
 // Lookup returns the definition of r and whether r is a known role.

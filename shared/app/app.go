@@ -15,11 +15,13 @@ import (
 	"github.com/channelbilling/cms/shared/apperr"
 	"github.com/channelbilling/cms/shared/auth"
 	"github.com/channelbilling/cms/shared/authorizer"
+	"github.com/channelbilling/cms/shared/catalog"
 	"github.com/channelbilling/cms/shared/hierarchy"
 	"github.com/channelbilling/cms/shared/httpapi"
 	"github.com/channelbilling/cms/shared/identity"
 	"github.com/channelbilling/cms/shared/ids"
 	"github.com/channelbilling/cms/shared/routes"
+	"github.com/channelbilling/cms/shared/subscriptions"
 	"github.com/channelbilling/cms/shared/tablestore"
 )
 
@@ -37,9 +39,13 @@ type Deps struct {
 	Keys      []auth.SigningKey
 	Pager     *httpapi.Pager
 	Hierarchy *hierarchy.Service
-	Users     *identity.Users
-	Sessions  *identity.Sessions
-	Verifier  *auth.Verifier
+	Catalog   *catalog.Service
+	// PriceLists answers entities' effective prices and keeps tenants' overrides.
+	PriceLists    *catalog.PriceLists
+	Subscriptions *subscriptions.Service
+	Users         *identity.Users
+	Sessions      *identity.Sessions
+	Verifier      *auth.Verifier
 }
 
 // NewLogger returns the JSON logger used in Lambda and locally.
@@ -89,7 +95,12 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *slog.Logger, d
 	if d.Verifier, err = auth.NewVerifierFromJWKS(jwks, cfg.TokenIssuer, cfg.TokenAudience); err != nil {
 		return nil, fmt.Errorf("token verifier: %w", err)
 	}
-	d.Hierarchy = &hierarchy.Service{Store: store, PlatformCurrency: cfg.PlatformCurrency}
+	d.Catalog = &catalog.Service{Store: store, PlatformCurrency: cfg.PlatformCurrency}
+	d.PriceLists = &catalog.PriceLists{Catalog: store, Entities: store, PlatformCurrency: cfg.PlatformCurrency}
+	d.Subscriptions = &subscriptions.Service{Store: store, Entities: store, Plans: store, PlatformCurrency: cfg.PlatformCurrency}
+	// Deleting a tenant first records its subscriptions' cancellations that have come due, so
+	// that the delete rule (no active subscription) reads a current count.
+	d.Hierarchy = &hierarchy.Service{Store: store, PlatformCurrency: cfg.PlatformCurrency, BeforeDelete: d.Subscriptions.SettleTenant}
 	d.Users = &identity.Users{Store: store, Entities: store}
 	d.Sessions = &identity.Sessions{Store: store, Issuer: issuer, LinkByEmail: cfg.LinkByEmail,
 		RefreshTTL: cfg.RefreshTTL, MaxFailures: cfg.MaxLoginFailures, FailureWindow: cfg.FailureWindow}
@@ -118,6 +129,14 @@ func (d *Deps) register(api *httpapi.API, fn string) error {
 		routes.Users(api, d.Users)
 	case routes.FnRoles:
 		routes.Roles(api, d.Users)
+	case routes.FnPricing:
+		routes.Pricing(api, d.Catalog)
+	case routes.FnPlans:
+		routes.Plans(api, d.Catalog)
+	case routes.FnPriceLists:
+		routes.PriceLists(api, d.PriceLists)
+	case routes.FnSubscriptions:
+		routes.Subscriptions(api, d.Subscriptions)
 	case routes.FnDocs:
 		spec, err := Spec()
 		if err != nil {

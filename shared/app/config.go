@@ -29,6 +29,9 @@ type Config struct {
 	Providers   []auth.Provider
 	LinkByEmail bool   // CMS_IDP_LINK_BY_EMAIL
 	LogLevel    string // CMS_LOG_LEVEL: debug, info, warn, error
+	// EventBus is the EventBridge bus the outbox publisher puts the domain events on: a bus name
+	// or a bus ARN. CMS_EVENT_BUS.
+	EventBus string
 }
 
 // Defaults returns the configuration with every default filled in.
@@ -38,6 +41,7 @@ func Defaults() Config {
 		TokenIssuer: "cms", TokenAudience: "cms-api",
 		AccessTTL: 15 * time.Minute, RefreshTTL: 30 * 24 * time.Hour,
 		MaxLoginFailures: 5, FailureWindow: 15 * time.Minute, LogLevel: "info",
+		EventBus: "cms-events",
 	}
 }
 
@@ -66,6 +70,7 @@ func FromEnv() (Config, error) {
 	str("CMS_TOKEN_ISSUER", &c.TokenIssuer)
 	str("CMS_TOKEN_AUDIENCE", &c.TokenAudience)
 	str("CMS_LOG_LEVEL", &c.LogLevel)
+	str("CMS_EVENT_BUS", &c.EventBus)
 	dur("CMS_ACCESS_TTL", &c.AccessTTL)
 	dur("CMS_REFRESH_TTL", &c.RefreshTTL)
 	dur("CMS_LOGIN_FAILURE_WINDOW", &c.FailureWindow)
@@ -109,10 +114,31 @@ func (c Config) Validate() error {
 	if c.MaxLoginFailures < 1 || c.FailureWindow <= 0 {
 		errs = append(errs, errors.New("CMS_MAX_LOGIN_FAILURES and CMS_LOGIN_FAILURE_WINDOW must be positive"))
 	}
+	if !validEventBus(c.EventBus) {
+		errs = append(errs, errors.New("CMS_EVENT_BUS must be an EventBridge bus name ([A-Za-z0-9._/-], at most 256) or a bus ARN"))
+	}
 	for _, p := range c.Providers {
 		if p.Issuer == "" || p.Audience == "" {
 			errs = append(errs, fmt.Errorf("identity provider %s needs an issuer and an audience", p.Name))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validEventBus reports whether s is an EventBridge bus name or a bus ARN (what PutEvents
+// accepts as EventBusName).
+func validEventBus(s string) bool {
+	if strings.HasPrefix(s, "arn:") {
+		return len(s) <= 1600 && strings.Contains(s, ":event-bus/") && !strings.HasSuffix(s, "/")
+	}
+	if s == "" || len(s) > 256 {
+		return false
+	}
+	for _, r := range s {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._/-", r)
+		if !ok {
+			return false
+		}
+	}
+	return true
 }

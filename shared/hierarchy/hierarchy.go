@@ -10,6 +10,7 @@ import (
 
 	"github.com/channelbilling/cms/shared/access"
 	"github.com/channelbilling/cms/shared/apperr"
+	"github.com/channelbilling/cms/shared/period"
 )
 
 // Status values of an entity.
@@ -76,8 +77,12 @@ type Entity struct {
 	Children int `json:"-"`
 	Users    int `json:"-"`
 	// ActiveSubscriptions counts a tenant's non-cancelled subscriptions; it guards delete.
-	ActiveSubscriptions int   `json:"-"`
-	Version             int64 `json:"-"`
+	ActiveSubscriptions int `json:"-"`
+	// InvoicedThrough is the last period ("YYYY-MM") already invoiced for a tenant, "" when none.
+	// Billing (issue 5) sets it when it issues an invoice; nothing in this package writes it.
+	// Subscriptions may not start inside an invoiced period.
+	InvoicedThrough string `json:"-"`
+	Version         int64  `json:"-"`
 }
 
 // CurrentMarkup returns the newest markup entry that has started by now, or "" when none has.
@@ -85,6 +90,20 @@ func (e *Entity) CurrentMarkup(now time.Time) string {
 	day := now.UTC().Format(time.DateOnly)
 	for _, m := range e.Markups { // newest first
 		if m.StartDate <= day {
+			return m.Markup
+		}
+	}
+	return ""
+}
+
+// MarkupAt returns the markup (percent) in effect in period p: the newest entry whose startDate
+// is on or before p's first instant (SPEC 8.3: a change takes effect from the first period that
+// starts on or after its startDate). It returns "" when no entry is in effect yet, which prices
+// as no markup (the entity sells at its buy price).
+func (e *Entity) MarkupAt(p period.Period) string {
+	first := p.FirstDay()
+	for _, m := range e.Markups { // newest first
+		if m.StartDate <= first {
 			return m.Markup
 		}
 	}

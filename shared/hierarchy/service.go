@@ -35,6 +35,11 @@ type Service struct {
 	// distributors and distributor-less partners.
 	PlatformCurrency string
 	Now              func() time.Time
+	// BeforeDelete, when set, runs before an entity below the caller is deleted (after the
+	// permission and subtree checks); its error aborts the delete. The wiring uses it to settle
+	// subscription cancellations that have come due, so that the tenant's count of active
+	// subscriptions, which the delete rule reads, is current.
+	BeforeDelete func(ctx context.Context, e *Entity) error
 }
 
 func (s *Service) now() time.Time {
@@ -266,6 +271,11 @@ func (s *Service) Delete(ctx context.Context, p access.Principal, t access.Entit
 	}
 	if !p.Above(e.Path) {
 		return apperr.New(apperr.Forbidden, "forbidden", "You cannot delete the entity you are scoped to.")
+	}
+	if s.BeforeDelete != nil {
+		if err := s.BeforeDelete(ctx, e); err != nil {
+			return err
+		}
 	}
 	return s.Store.DeleteEntity(ctx, id)
 }

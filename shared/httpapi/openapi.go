@@ -22,6 +22,10 @@ func (g *schemaGen) of(t reflect.Type, request bool) map[string]any {
 	if t == nil {
 		return map[string]any{}
 	}
+	if t.Kind() == reflect.Pointer {
+		// Before Schemaer: a nil *T would otherwise be asked for T's schema.
+		return g.of(t.Elem(), request)
+	}
 	if t.Implements(reflect.TypeFor[Schemaer]()) {
 		return reflect.Zero(t).Interface().(Schemaer).OpenAPISchema()
 	}

@@ -14,18 +14,23 @@ import (
 
 // Function names: one Lambda function each (functions/<name>).
 const (
-	FnAuth         = "auth"
-	FnAuthorizer   = "authorizer"
-	FnDistributors = "distributors"
-	FnPartners     = "partners"
-	FnTenants      = "tenants"
-	FnUsers        = "users"
-	FnRoles        = "roles"
-	FnDocs         = "docs"
+	FnAuth          = "auth"
+	FnAuthorizer    = "authorizer"
+	FnDistributors  = "distributors"
+	FnPartners      = "partners"
+	FnTenants       = "tenants"
+	FnUsers         = "users"
+	FnRoles         = "roles"
+	FnDocs          = "docs"
+	FnPricing       = "pricing"
+	FnPlans         = "plans"
+	FnPriceLists    = "pricelists"
+	FnSubscriptions = "subscriptions"
 )
 
 // HTTPFunctions lists the functions that serve HTTP routes.
-var HTTPFunctions = []string{FnAuth, FnDistributors, FnPartners, FnTenants, FnUsers, FnRoles, FnDocs}
+var HTTPFunctions = []string{FnAuth, FnDistributors, FnPartners, FnTenants, FnUsers, FnRoles, FnDocs,
+	FnPricing, FnPlans, FnPriceLists, FnSubscriptions}
 
 type hierarchyPerms struct {
 	plural                                                          string

@@ -48,9 +48,11 @@ type entityItem struct {
 	ActiveSubs     int
 	Tenants        int
 	Subscriptions  int
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
-	Version        int64
+	// InvoicedThrough is written by billing only (see hierarchy.Entity.InvoicedThrough).
+	InvoicedThrough string `dynamo:",omitempty"`
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+	Version         int64
 }
 
 // billingItem reserves a billingId: PK BILLINGID#<billingId>, SK BILLINGID.
@@ -74,7 +76,7 @@ func toEntityItem(e *hierarchy.Entity) entityItem {
 		ID: e.ID, Type: string(e.Type), Name: e.Name, Status: e.Status, Path: e.Path,
 		BillingID: e.BillingID, Currency: e.Currency, ContactEmail: e.ContactEmail, ContactName: e.ContactName,
 		Phone: e.Phone, Tier: e.Tier, BillingCycle: e.BillingCycle,
-		Children: e.Children, Users: e.Users, ActiveSubs: e.ActiveSubscriptions,
+		Children: e.Children, Users: e.Users, ActiveSubs: e.ActiveSubscriptions, InvoicedThrough: e.InvoicedThrough,
 		CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt, Version: e.Version,
 	}
 	if e.Parent != nil {
@@ -107,7 +109,7 @@ func (it entityItem) entity() *hierarchy.Entity {
 		ID: it.ID, Type: access.EntityType(it.Type), Name: it.Name, Status: it.Status, Path: it.Path,
 		BillingID: it.BillingID, Currency: it.Currency, ContactEmail: it.ContactEmail, ContactName: it.ContactName,
 		Phone: it.Phone, Tier: it.Tier, BillingCycle: it.BillingCycle,
-		Children: it.Children, Users: it.Users, ActiveSubscriptions: it.ActiveSubs,
+		Children: it.Children, Users: it.Users, ActiveSubscriptions: it.ActiveSubs, InvoicedThrough: it.InvoicedThrough,
 		CreatedAt: it.CreatedAt, UpdatedAt: it.UpdatedAt, Version: it.Version,
 	}
 	if it.ParentID != "" {

@@ -100,10 +100,16 @@ type eventItem struct {
 const outboxRetention = 7 * 24 * time.Hour
 
 func eventPut(t dynamo.Table, e outbox.Event) *dynamo.Put {
-	return t.Put(eventItem{
-		PK: "EVENT#" + e.ID, SK: "EVENT", Kind: "event", Type: e.Type, Time: e.Time.Format(time.RFC3339Nano),
+	return t.Put(eventRecord(e)).If("attribute_not_exists(PK)")
+}
+
+// eventRecord is the item of an outbox event; OutboxEvent (stream.go) reads it back from the
+// table's stream.
+func eventRecord(e outbox.Event) eventItem {
+	return eventItem{
+		PK: eventPKPrefix + e.ID, SK: eventSK, Kind: eventKind, Type: e.Type, Time: e.Time.Format(time.RFC3339Nano),
 		Path: e.Path, Detail: string(e.Detail), TTL: e.Time.Add(outboxRetention).Unix(),
-	}).If("attribute_not_exists(PK)")
+	}
 }
 
 // Events returns the outbox events of one type still in the table, oldest first. The publisher
