@@ -8,23 +8,16 @@ import (
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
 	"github.com/channelbilling/cms/shared/app"
 	"github.com/channelbilling/cms/shared/routes"
 )
 
 func main() {
-	ctx := context.Background()
-	deps, err := app.FromLambdaEnv(ctx)
+	handler, err := app.HTTPFunction(context.Background(), routes.FnPlans)
 	if err != nil {
-		slog.Error("start", "err", err)
+		slog.Error("start", "function", "plans", "err", err)
 		os.Exit(1)
 	}
-	handler, err := deps.Handler(routes.FnPlans)
-	if err != nil {
-		slog.Error("start", "err", err)
-		os.Exit(1)
-	}
-	lambda.Start(httpadapter.New(handler).ProxyWithContext)
+	lambda.Start(handler)
 }

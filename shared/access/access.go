@@ -3,6 +3,7 @@
 package access
 
 import (
+	"github.com/channelbilling/cms/shared/apperr"
 	"slices"
 	"sort"
 	"strings"
@@ -238,6 +239,15 @@ type Principal struct {
 
 // Can reports whether the caller holds permission p.
 func (p Principal) Can(perm Permission) bool { return p.Role.Has(perm) }
+
+// Require returns nil when the caller holds perm, and a Forbidden error otherwise (also for an
+// empty perm, so that a route without a permission can never pass).
+func (p Principal) Require(perm Permission) error {
+	if perm == "" || !p.Can(perm) {
+		return apperr.New(apperr.Forbidden, "forbidden", "Your role does not allow this action.")
+	}
+	return nil
+}
 
 // Covers reports whether the entity at path lies in the caller's subtree (itself included).
 func (p Principal) Covers(path string) bool {

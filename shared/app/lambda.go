@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
+
 	"github.com/aws/aws-sdk-go-v2/config"
 )
 
@@ -20,4 +23,18 @@ func FromLambdaEnv(ctx context.Context) (*Deps, error) {
 		return nil, fmt.Errorf("aws configuration: %w", err)
 	}
 	return New(ctx, cfg, awsCfg, NewLogger(cfg.LogLevel))
+}
+
+// HTTPFunction builds the Lambda handler of an HTTP function (see routes.HTTPFunctions) from the
+// environment: the function's routes behind aws-lambda-go-api-proxy, for lambda.Start.
+func HTTPFunction(ctx context.Context, fn string) (func(context.Context, events.APIGatewayProxyRequest) (events.APIGatewayProxyResponse, error), error) {
+	deps, err := FromLambdaEnv(ctx)
+	if err != nil {
+		return nil, err
+	}
+	h, err := deps.Handler(fn)
+	if err != nil {
+		return nil, err
+	}
+	return httpadapter.New(h).ProxyWithContext, nil
 }

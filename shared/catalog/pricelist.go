@@ -127,7 +127,7 @@ func (s *PriceLists) currencyOf(e *hierarchy.Entity) string {
 // markup and each rate is the one in effect at the period's first instant. Search and sort use
 // the SKU fields. Forbidden, Invalid, NotFound.
 func (s *PriceLists) List(ctx context.Context, p access.Principal, id string, q listing.Query, after *listing.Cursor) (*PriceListPage, error) {
-	if err := require(p, access.PriceListsRead); err != nil {
+	if err := p.Require(access.PriceListsRead); err != nil {
 		return nil, err
 	}
 	var f apperr.Fields
@@ -263,7 +263,7 @@ func effectiveChange(date string, now time.Time) (string, error) {
 // in.EffectiveFrom (default: the next period), keeping every earlier version. Forbidden, Invalid,
 // NotFound, Unprocessable, Conflict.
 func (s *PriceLists) PutOverride(ctx context.Context, p access.Principal, tenantID, skuID string, in OverrideInput) (*Override, error) {
-	if err := require(p, access.PriceListsWrite); err != nil {
+	if err := p.Require(access.PriceListsWrite); err != nil {
 		return nil, err
 	}
 	if err := in.Validate(); err != nil {
@@ -293,7 +293,7 @@ var errUnchanged = errors.New("unchanged")
 // again. Ending an override that is already ended by then changes nothing. Forbidden, Invalid,
 // NotFound (also when the tenant never had an override for the SKU), Unprocessable, Conflict.
 func (s *PriceLists) EndOverride(ctx context.Context, p access.Principal, tenantID, skuID, effectiveFrom string) (*Override, error) {
-	if err := require(p, access.PriceListsWrite); err != nil {
+	if err := p.Require(access.PriceListsWrite); err != nil {
 		return nil, err
 	}
 	now := s.now()

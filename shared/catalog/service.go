@@ -32,12 +32,6 @@ func (s *Service) now() time.Time {
 	return time.Now().UTC()
 }
 
-func require(p access.Principal, perm access.Permission) error {
-	if !p.Can(perm) {
-		return apperr.New(apperr.Forbidden, "forbidden", "Your role does not allow this action.")
-	}
-	return nil
-}
 
 // notBefore refuses an effective date before the current period's first day: periods already
 // running or past keep the prices they started with (the same rule as markups).
@@ -65,7 +59,7 @@ var SKUFields = listing.Fields[*SKU]{
 // ListSKUs returns a page of SKUs, each showing the rate in effect now. Filter "currency".
 // Forbidden, Invalid.
 func (s *Service) ListSKUs(ctx context.Context, p access.Principal, q listing.Query, after *listing.Cursor) ([]*SKU, *listing.Cursor, error) {
-	if err := require(p, access.PricingList); err != nil {
+	if err := p.Require(access.PricingList); err != nil {
 		return nil, nil, err
 	}
 	if err := SKUFields.Validate(&q); err != nil {
@@ -88,7 +82,7 @@ func (s *Service) ListSKUs(ctx context.Context, p access.Principal, q listing.Qu
 
 // GetSKU returns a SKU showing the rate in effect now. Forbidden, NotFound.
 func (s *Service) GetSKU(ctx context.Context, p access.Principal, id string) (*SKU, error) {
-	if err := require(p, access.PricingRead); err != nil {
+	if err := p.Require(access.PricingRead); err != nil {
 		return nil, err
 	}
 	k, err := s.getSKU(ctx, id)
@@ -109,7 +103,7 @@ func (s *Service) getSKU(ctx context.Context, id string) (*SKU, error) {
 
 // CreateSKU adds a SKU with its first rate. Forbidden, Invalid, Conflict "code_taken".
 func (s *Service) CreateSKU(ctx context.Context, p access.Principal, in SKUInput) (*SKU, error) {
-	if err := require(p, access.PricingCreate); err != nil {
+	if err := p.Require(access.PricingCreate); err != nil {
 		return nil, err
 	}
 	if err := in.Validate(); err != nil {
@@ -147,7 +141,7 @@ func (s *Service) CreateSKU(ctx context.Context, p access.Principal, in SKUInput
 // next period). An effectiveFrom before the current period is refused. Forbidden, Invalid,
 // NotFound, Conflict.
 func (s *Service) UpdateSKU(ctx context.Context, p access.Principal, id string, in SKUUpdateInput) (*SKU, error) {
-	if err := require(p, access.PricingUpdate); err != nil {
+	if err := p.Require(access.PricingUpdate); err != nil {
 		return nil, err
 	}
 	if err := in.Validate(); err != nil {
@@ -194,7 +188,7 @@ func (s *Service) UpdateSKU(ctx context.Context, p access.Principal, id string, 
 
 // DeleteSKU removes a SKU that no plan charges. Forbidden, NotFound, Conflict "sku_in_use".
 func (s *Service) DeleteSKU(ctx context.Context, p access.Principal, id string) error {
-	if err := require(p, access.PricingDelete); err != nil {
+	if err := p.Require(access.PricingDelete); err != nil {
 		return err
 	}
 	if _, err := s.getSKU(ctx, id); err != nil {
@@ -223,7 +217,7 @@ func seesDrafts(p access.Principal) bool { return p.Can(access.PlansCreate) }
 // ListPlans returns a page of plans. Filters "status" and "currency". Callers who cannot create
 // plans never see drafts. Forbidden, Invalid.
 func (s *Service) ListPlans(ctx context.Context, p access.Principal, q listing.Query, after *listing.Cursor) ([]*Plan, *listing.Cursor, error) {
-	if err := require(p, access.PlansList); err != nil {
+	if err := p.Require(access.PlansList); err != nil {
 		return nil, nil, err
 	}
 	var f apperr.Fields
@@ -252,7 +246,7 @@ func (s *Service) ListPlans(ctx context.Context, p access.Principal, q listing.Q
 
 // GetPlan returns a plan. Forbidden, NotFound.
 func (s *Service) GetPlan(ctx context.Context, p access.Principal, id string) (*Plan, error) {
-	if err := require(p, access.PlansRead); err != nil {
+	if err := p.Require(access.PlansRead); err != nil {
 		return nil, err
 	}
 	return s.getPlan(ctx, p, id)
@@ -299,7 +293,7 @@ func (s *Service) resolveCharges(ctx context.Context, currency string, charges [
 // CreatePlan adds a draft plan. Every charge must name an existing SKU in the plan's currency.
 // Forbidden, Invalid, Unprocessable, Conflict "code_taken".
 func (s *Service) CreatePlan(ctx context.Context, p access.Principal, in PlanInput) (*Plan, error) {
-	if err := require(p, access.PlansCreate); err != nil {
+	if err := p.Require(access.PlansCreate); err != nil {
 		return nil, err
 	}
 	if err := in.Validate(); err != nil {
@@ -330,7 +324,7 @@ func frozen(pl *Plan) error {
 // UpdatePlan changes a draft plan. Forbidden, Invalid, NotFound, Unprocessable, Conflict
 // "plan_frozen" once the plan is published or retired.
 func (s *Service) UpdatePlan(ctx context.Context, p access.Principal, id string, in PlanUpdateInput) (*Plan, error) {
-	if err := require(p, access.PlansUpdate); err != nil {
+	if err := p.Require(access.PlansUpdate); err != nil {
 		return nil, err
 	}
 	if err := in.Validate(); err != nil {
@@ -379,7 +373,7 @@ func (s *Service) UpdatePlan(ctx context.Context, p access.Principal, id string,
 
 // DeletePlan removes a draft plan. Forbidden, NotFound, Conflict "plan_not_draft".
 func (s *Service) DeletePlan(ctx context.Context, p access.Principal, id string) error {
-	if err := require(p, access.PlansDelete); err != nil {
+	if err := p.Require(access.PlansDelete); err != nil {
 		return err
 	}
 	pl, err := s.getPlan(ctx, p, id)
@@ -395,7 +389,7 @@ func (s *Service) DeletePlan(ctx context.Context, p access.Principal, id string)
 // PublishPlan freezes a draft plan and opens it to subscriptions. Forbidden, NotFound, Conflict
 // "plan_not_draft".
 func (s *Service) PublishPlan(ctx context.Context, p access.Principal, id string) (*Plan, error) {
-	if err := require(p, access.PlansPublish); err != nil {
+	if err := p.Require(access.PlansPublish); err != nil {
 		return nil, err
 	}
 	if _, err := s.getPlan(ctx, p, id); err != nil {
@@ -414,7 +408,7 @@ func (s *Service) PublishPlan(ctx context.Context, p access.Principal, id string
 // RetirePlan closes a published plan to new subscriptions; existing subscriptions keep running.
 // Forbidden, NotFound, Conflict "plan_not_published".
 func (s *Service) RetirePlan(ctx context.Context, p access.Principal, id string) (*Plan, error) {
-	if err := require(p, access.PlansRetire); err != nil {
+	if err := p.Require(access.PlansRetire); err != nil {
 		return nil, err
 	}
 	if _, err := s.getPlan(ctx, p, id); err != nil {

@@ -49,12 +49,6 @@ func (s *Service) now() time.Time {
 	return time.Now().UTC()
 }
 
-func require(p access.Principal, perm access.Permission) error {
-	if perm == "" || !p.Can(perm) {
-		return apperr.Newf(apperr.Forbidden, "forbidden", "Your role does not allow this action.")
-	}
-	return nil
-}
 
 func notFound(t access.EntityType) error {
 	return apperr.NotFoundf("No %s with this id.", t)
@@ -77,7 +71,7 @@ func (s *Service) lookup(ctx context.Context, p access.Principal, t access.Entit
 
 // Get returns the entity of type t with id. Forbidden, NotFound.
 func (s *Service) Get(ctx context.Context, p access.Principal, t access.EntityType, id string) (*Entity, error) {
-	if err := require(p, permsOf[t].read); err != nil {
+	if err := p.Require(permsOf[t].read); err != nil {
 		return nil, err
 	}
 	return s.lookup(ctx, p, t, id)
@@ -110,7 +104,7 @@ var ListFields = listing.Fields[*Entity]{
 // List returns a page of entities of type t in the caller's subtree. Filters: "parent" (an
 // entity id: its whole subtree) and "status". Forbidden, Invalid, NotFound (parent).
 func (s *Service) List(ctx context.Context, p access.Principal, t access.EntityType, q listing.Query, after *listing.Cursor) ([]*Entity, *listing.Cursor, error) {
-	if err := require(p, permsOf[t].list); err != nil {
+	if err := p.Require(permsOf[t].list); err != nil {
 		return nil, nil, err
 	}
 	var f apperr.Fields
@@ -146,7 +140,7 @@ func (s *Service) List(ctx context.Context, p access.Principal, t access.EntityT
 // Create makes a distributor, partner or tenant. Forbidden, Invalid, Unprocessable (parent),
 // Conflict "billing_id_taken".
 func (s *Service) Create(ctx context.Context, p access.Principal, t access.EntityType, in CreateInput) (*Entity, error) {
-	if err := require(p, permsOf[t].create); err != nil {
+	if err := p.Require(permsOf[t].create); err != nil {
 		return nil, err
 	}
 	if err := in.Validate(t); err != nil {
@@ -229,7 +223,7 @@ func joinTypes(ts []access.EntityType) string {
 
 // Update changes the given fields. Forbidden, Invalid, NotFound, Unprocessable, Conflict.
 func (s *Service) Update(ctx context.Context, p access.Principal, t access.EntityType, id string, in UpdateInput) (*Entity, error) {
-	if err := require(p, permsOf[t].update); err != nil {
+	if err := p.Require(permsOf[t].update); err != nil {
 		return nil, err
 	}
 	if err := in.Validate(t); err != nil {
@@ -262,7 +256,7 @@ func (s *Service) Update(ctx context.Context, p access.Principal, t access.Entit
 // Delete removes an entity below the caller's scope. Forbidden (own scope), NotFound, Conflict
 // "has_children".
 func (s *Service) Delete(ctx context.Context, p access.Principal, t access.EntityType, id string) error {
-	if err := require(p, permsOf[t].delete); err != nil {
+	if err := p.Require(permsOf[t].delete); err != nil {
 		return err
 	}
 	e, err := s.lookup(ctx, p, t, id)
@@ -283,7 +277,7 @@ func (s *Service) Delete(ctx context.Context, p access.Principal, t access.Entit
 // Suspend suspends or reinstates an entity below the caller's scope. Forbidden, Invalid,
 // NotFound, Unprocessable (cancelled tenant).
 func (s *Service) Suspend(ctx context.Context, p access.Principal, t access.EntityType, id string, in SuspensionInput) (*Entity, error) {
-	if err := require(p, permsOf[t].suspend); err != nil {
+	if err := p.Require(permsOf[t].suspend); err != nil {
 		return nil, err
 	}
 	if err := in.Validate(); err != nil {
@@ -316,7 +310,7 @@ func (s *Service) Suspend(ctx context.Context, p access.Principal, t access.Enti
 // Markups returns the markup history of a distributor or partner, newest first.
 // Forbidden, NotFound.
 func (s *Service) Markups(ctx context.Context, p access.Principal, t access.EntityType, id string) ([]Markup, error) {
-	if err := require(p, permsOf[t].markupsRead); err != nil {
+	if err := p.Require(permsOf[t].markupsRead); err != nil {
 		return nil, err
 	}
 	e, err := s.lookup(ctx, p, t, id)
@@ -330,7 +324,7 @@ func (s *Service) Markups(ctx context.Context, p access.Principal, t access.Enti
 // date may not fall before the current period: periods already running keep their prices.
 // Forbidden, Invalid, NotFound, Unprocessable.
 func (s *Service) AddMarkup(ctx context.Context, p access.Principal, t access.EntityType, id string, in MarkupInput) (*Entity, error) {
-	if err := require(p, permsOf[t].markupsWrite); err != nil {
+	if err := p.Require(permsOf[t].markupsWrite); err != nil {
 		return nil, err
 	}
 	if err := in.Validate(); err != nil {

@@ -33,12 +33,6 @@ func (s *Users) now() time.Time {
 	return time.Now().UTC()
 }
 
-func forbid(p access.Principal, perm access.Permission) error {
-	if !p.Can(perm) {
-		return apperr.New(apperr.Forbidden, "forbidden", "Your role does not allow this action.")
-	}
-	return nil
-}
 
 func (s *Users) lookup(ctx context.Context, p access.Principal, id string) (*User, error) {
 	u, err := s.Store.GetUser(ctx, id)
@@ -113,7 +107,7 @@ func (s *Users) scopeFor(ctx context.Context, p access.Principal, role access.Ro
 // Create makes a user. With a password the user is active at once; without, it is invited and a
 // user.invited event carries the one-time link token. Forbidden, Invalid, Unprocessable, Conflict.
 func (s *Users) Create(ctx context.Context, p access.Principal, in CreateUserInput) (*User, error) {
-	if err := forbid(p, access.UsersCreate); err != nil {
+	if err := p.Require(access.UsersCreate); err != nil {
 		return nil, err
 	}
 	if err := in.Validate(); err != nil {
@@ -169,7 +163,7 @@ func (s *Users) invite(u *User, now time.Time) (*Invite, outbox.Event, error) {
 
 // Get returns a user in the caller's subtree. Forbidden, NotFound.
 func (s *Users) Get(ctx context.Context, p access.Principal, id string) (*User, error) {
-	if err := forbid(p, access.UsersRead); err != nil {
+	if err := p.Require(access.UsersRead); err != nil {
 		return nil, err
 	}
 	return s.lookup(ctx, p, id)
@@ -192,7 +186,7 @@ var UserFields = listing.Fields[*User]{
 // List returns a page of the users in the caller's subtree; filters "scopeId" (that entity's
 // subtree) and "role". Forbidden, Invalid, NotFound.
 func (s *Users) List(ctx context.Context, p access.Principal, q listing.Query, after *listing.Cursor) ([]*User, *listing.Cursor, error) {
-	if err := forbid(p, access.UsersList); err != nil {
+	if err := p.Require(access.UsersList); err != nil {
 		return nil, nil, err
 	}
 	if err := UserFields.Validate(&q); err != nil {
@@ -254,7 +248,7 @@ func (in *UpdateUserInput) Validate() error {
 }
 
 func (s *Users) manageable(ctx context.Context, p access.Principal, perm access.Permission, id string) (*User, error) {
-	if err := forbid(p, perm); err != nil {
+	if err := p.Require(perm); err != nil {
 		return nil, err
 	}
 	u, err := s.lookup(ctx, p, id)
@@ -361,7 +355,7 @@ func (s *Users) AssignRole(ctx context.Context, p access.Principal, id string, i
 
 // Roles returns the role definitions. Forbidden.
 func Roles(p access.Principal) ([]access.RoleDef, error) {
-	if err := forbid(p, access.RolesList); err != nil {
+	if err := p.Require(access.RolesList); err != nil {
 		return nil, err
 	}
 	return access.Roles(), nil

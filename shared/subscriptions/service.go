@@ -44,12 +44,6 @@ func (s *Service) now() time.Time {
 	return time.Now().UTC()
 }
 
-func require(p access.Principal, perm access.Permission) error {
-	if !p.Can(perm) {
-		return apperr.New(apperr.Forbidden, "forbidden", "Your role does not allow this action.")
-	}
-	return nil
-}
 
 func notFound() error { return apperr.NotFoundf("No subscription with this id.") }
 
@@ -158,7 +152,7 @@ func subscriptionsOf(tenant *hierarchy.Entity) int {
 // this is the tenant's first subscription ever, decided atomically with the tenant's
 // subscription counter. Forbidden, Invalid, Unprocessable (tenant, plan, start date), Conflict.
 func (s *Service) Create(ctx context.Context, p access.Principal, in CreateInput) (*Subscription, error) {
-	if err := require(p, access.SubscriptionsCreate); err != nil {
+	if err := p.Require(access.SubscriptionsCreate); err != nil {
 		return nil, err
 	}
 	if err := in.Validate(); err != nil {
@@ -251,7 +245,7 @@ func (s *Service) Create(ctx context.Context, p access.Principal, in CreateInput
 
 // Get returns a subscription. Forbidden, NotFound.
 func (s *Service) Get(ctx context.Context, p access.Principal, id string) (*Subscription, error) {
-	if err := require(p, access.SubscriptionsRead); err != nil {
+	if err := p.Require(access.SubscriptionsRead); err != nil {
 		return nil, err
 	}
 	return s.lookup(ctx, p, id)
@@ -283,7 +277,7 @@ func deref(p *string) string {
 // tenant), "parent" (any entity: its whole subtree), "planId", "status" (active or cancelled, as
 // of now). Forbidden, Invalid, NotFound (tenantId or parent outside the subtree).
 func (s *Service) List(ctx context.Context, p access.Principal, q listing.Query, after *listing.Cursor) ([]*Subscription, *listing.Cursor, error) {
-	if err := require(p, access.SubscriptionsList); err != nil {
+	if err := p.Require(access.SubscriptionsList); err != nil {
 		return nil, nil, err
 	}
 	var f apperr.Fields
@@ -383,7 +377,7 @@ func cancelled() error {
 // values the subscription already has records nothing. Forbidden, Invalid, NotFound,
 // Unprocessable, Conflict "subscription_cancelled".
 func (s *Service) Update(ctx context.Context, p access.Principal, id string, in UpdateInput) (*Subscription, error) {
-	if err := require(p, access.SubscriptionsUpdate); err != nil {
+	if err := p.Require(access.SubscriptionsUpdate); err != nil {
 		return nil, err
 	}
 	if err := in.Validate(); err != nil {
@@ -444,7 +438,7 @@ func (s *Service) Update(ctx context.Context, p access.Principal, id string, in 
 // now a subscription scheduled for period end cancels it now. Forbidden, Invalid, NotFound,
 // Conflict "subscription_cancelled".
 func (s *Service) Cancel(ctx context.Context, p access.Principal, id, at string) (*Subscription, error) {
-	if err := require(p, access.SubscriptionsCancel); err != nil {
+	if err := p.Require(access.SubscriptionsCancel); err != nil {
 		return nil, err
 	}
 	mode, err := validCancelMode(at)
@@ -486,7 +480,7 @@ func (s *Service) Cancel(ctx context.Context, p access.Principal, id, at string)
 // SetLicenseKey sets or replaces the license key of an active subscription. Forbidden, Invalid,
 // NotFound, Conflict "subscription_cancelled".
 func (s *Service) SetLicenseKey(ctx context.Context, p access.Principal, id string, in LicenseKeyInput) (*Subscription, error) {
-	if err := require(p, access.SubscriptionsLicense); err != nil {
+	if err := p.Require(access.SubscriptionsLicense); err != nil {
 		return nil, err
 	}
 	if err := in.Validate(); err != nil {
@@ -522,7 +516,7 @@ var HistoryFields = listing.Fields[HistoryEntry]{
 // History returns a page of the subscription's history, in the order it was recorded by default. Forbidden,
 // Invalid, NotFound.
 func (s *Service) History(ctx context.Context, p access.Principal, id string, q listing.Query, after *listing.Cursor) ([]HistoryEntry, *listing.Cursor, error) {
-	if err := require(p, access.SubscriptionsHistory); err != nil {
+	if err := p.Require(access.SubscriptionsHistory); err != nil {
 		return nil, nil, err
 	}
 	if err := HistoryFields.Validate(&q); err != nil {
