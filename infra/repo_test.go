@@ -1,0 +1,529 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-lambda-go/events"
+	"gopkg.in/yaml.v3"
+
+	"github.com/channelbilling/cms/shared/app"
+	"github.com/channelbilling/cms/shared/httpapi"
+	"github.com/channelbilling/cms/shared/tablestore"
+)
+
+// repoRoot is the repository root: infra's tests run in infra/.
+const repoRoot = ".."
+
+// functionDirs lists functions/<name> (directories with a main.go).
+func functionDirs(t *testing.T) []string {
+	t.Helper()
+	mains, err := filepath.Glob(filepath.Join(repoRoot, "functions", "*", "main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range mains {
+		out = append(out, filepath.Base(filepath.Dir(m)))
+	}
+	if len(out) == 0 {
+		t.Fatal("no functions/<name>/main.go found")
+	}
+	sort.Strings(out)
+	return out
+}
+
+// samTemplate parses template.yaml, turning the short forms (!Ref, !GetAtt, !Sub...) into the
+// long forms ({"Ref": ...}, {"Fn::GetAtt": [...]}, ...).
+func samTemplate(t *testing.T) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, "template.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("template.yaml: %v", err)
+	}
+	v, err := fromYAML(doc.Content[0])
+	if err != nil {
+		t.Fatalf("template.yaml: %v", err)
+	}
+	return v.(map[string]any)
+}
+
+func fromYAML(n *yaml.Node) (any, error) {
+	var v any
+	switch n.Kind {
+	case yaml.MappingNode:
+		m := map[string]any{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			val, err := fromYAML(n.Content[i+1])
+			if err != nil {
+				return nil, err
+			}
+			m[n.Content[i].Value] = val
+		}
+		v = m
+	case yaml.SequenceNode:
+		l := []any{}
+		for _, c := range n.Content {
+			val, err := fromYAML(c)
+			if err != nil {
+				return nil, err
+			}
+			l = append(l, val)
+		}
+		v = l
+	case yaml.AliasNode:
+		return fromYAML(n.Alias)
+	default:
+		if isIntrinsic(n.Tag) {
+			v = n.Value
+		} else if err := n.Decode(&v); err != nil {
+			return nil, err
+		}
+	}
+	switch tag := n.Tag; {
+	case tag == "!Ref":
+		return map[string]any{"Ref": v}, nil
+	case tag == "!GetAtt":
+		if s, ok := v.(string); ok {
+			res, attr, _ := strings.Cut(s, ".")
+			v = []any{res, attr}
+		}
+		return map[string]any{"Fn::GetAtt": v}, nil
+	case isIntrinsic(tag):
+		return map[string]any{"Fn::" + tag[1:]: v}, nil
+	}
+	return v, nil
+}
+
+// isIntrinsic reports a CloudFormation short form (!Sub), as opposed to a YAML tag (!!str).
+func isIntrinsic(tag string) bool {
+	return strings.HasPrefix(tag, "!") && !strings.HasPrefix(tag, "!!")
+}
+
+func samResources(t *testing.T, typ string) map[string]map[string]any {
+	out := map[string]map[string]any{}
+	for id, r := range samTemplate(t)["Resources"].(map[string]any) {
+		if res := r.(map[string]any); res["Type"] == typ {
+			out[id] = res
+		}
+	}
+	return out
+}
+
+// samLogicalID is a function's logical id in template.yaml; the Makefile's build-%Function rule
+// lower-cases it back to the directory name.
+func samLogicalID(name string) string { return construct(name) + "Function" }
+
+func TestEveryFunctionIsInTheStackTheSAMTemplateAndEvents(t *testing.T) {
+	dirs := functionDirs(t)
+	samFns := samResources(t, "AWS::Serverless::Function")
+	for _, name := range dirs {
+		if _, ok := Functions[name]; !ok {
+			t.Errorf("functions/%s is not in Functions (infra/stack.go): give it a size and its table access", name)
+		}
+		if _, ok := testStack.Functions[name]; !ok {
+			t.Errorf("functions/%s is not in the CDK stack", name)
+		}
+		id := samLogicalID(name)
+		if strings.ToLower(strings.TrimSuffix(id, "Function")) != name {
+			t.Errorf("functions/%s: sam build's make target build-%s would not find it; use a lower-case single-word name", name, id)
+		}
+		if fn, ok := samFns[id]; !ok {
+			t.Errorf("functions/%s is not in template.yaml (want resource %s)", name, id)
+		} else if md, _ := fn["Metadata"].(map[string]any); md["BuildMethod"] != "makefile" {
+			t.Errorf("template.yaml %s: Metadata.BuildMethod %v, want makefile", id, md["BuildMethod"])
+		}
+		samples, _ := filepath.Glob(filepath.Join(repoRoot, "events", name, "*.json"))
+		if len(samples) == 0 {
+			t.Errorf("functions/%s has no sample event in events/%s/", name, name)
+		}
+	}
+	for name := range Functions {
+		if !slices.Contains(dirs, name) {
+			t.Errorf("Functions has %s, but there is no functions/%s/main.go", name, name)
+		}
+	}
+	for id := range samFns {
+		if !slices.Contains(dirs, strings.ToLower(strings.TrimSuffix(id, "Function"))) {
+			t.Errorf("template.yaml has %s, but there is no such function directory", id)
+		}
+	}
+}
+
+// samRoute is an Api event of template.yaml.
+type samRoute struct {
+	fn     string
+	public bool
+}
+
+func TestSAMRoutesAreTheCodesRoutes(t *testing.T) {
+	got := map[string]samRoute{}
+	for id, fn := range samResources(t, "AWS::Serverless::Function") {
+		name := strings.ToLower(strings.TrimSuffix(id, "Function"))
+		evs, _ := props(fn)["Events"].(map[string]any)
+		for evName, ev := range evs {
+			e := ev.(map[string]any)
+			if e["Type"] != "Api" {
+				continue
+			}
+			p := e["Properties"].(map[string]any)
+			if !mentions(p["RestApiId"], "Api") {
+				t.Errorf("%s.%s is not on the Api resource", id, evName)
+			}
+			key := strings.ToUpper(p["Method"].(string)) + " " + p["Path"].(string)
+			auth, _ := p["Auth"].(map[string]any)
+			if _, dup := got[key]; dup {
+				t.Errorf("template.yaml routes %s twice", key)
+			}
+			got[key] = samRoute{fn: name, public: auth["Authorizer"] == "NONE"}
+		}
+	}
+	want := map[string]samRoute{}
+	for _, r := range app.AllRoutes() {
+		want[r.Method+" "+r.Path] = samRoute{fn: r.Function, public: r.Public}
+	}
+	for key, w := range want {
+		if g, ok := got[key]; !ok {
+			t.Errorf("template.yaml lacks %s (function %s)", key, w.fn)
+		} else if g != w {
+			t.Errorf("template.yaml %s: %+v, the code says %+v", key, g, w)
+		}
+	}
+	for key := range got {
+		if _, ok := want[key]; !ok {
+			t.Errorf("template.yaml routes %s, which the code does not serve", key)
+		}
+	}
+}
+
+func TestSAMTemplateMatchesTheStack(t *testing.T) {
+	sam := samTemplate(t)
+	res := sam["Resources"].(map[string]any)
+
+	cdkTable := props(resources("AWS::DynamoDB::Table")[logicalID(t, testStack.Table.TableName())])
+	samTable := props(res["Table"].(map[string]any))
+	for _, k := range []string{"KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes", "BillingMode",
+		"TimeToLiveSpecification", "StreamSpecification", "PointInTimeRecoverySpecification", "DeletionProtectionEnabled"} {
+		a, _ := json.Marshal(cdkTable[k])
+		b, _ := json.Marshal(samTable[k])
+		if string(a) != string(b) {
+			t.Errorf("table %s: CDK %s, template.yaml %s", k, a, b)
+		}
+	}
+
+	api := props(res["Api"].(map[string]any))
+	responses := api["GatewayResponses"].(map[string]any)
+	for _, g := range gatewayResponses {
+		r, ok := responses[g.Type].(map[string]any)
+		if !ok {
+			t.Errorf("template.yaml has no %s gateway response", g.Type)
+			continue
+		}
+		body := fmt.Sprintf(`{"code":%d,"data":null,"errors":[{"code":%q,"message":%q}]}`, g.Status, g.Code, g.Message)
+		if fmt.Sprint(r["StatusCode"]) != fmt.Sprint(g.Status) || r["ResponseTemplates"].(map[string]any)["application/json"] != body {
+			t.Errorf("template.yaml %s: %v, want status %d and %s", g.Type, r, g.Status, body)
+		}
+	}
+	if len(responses) != len(gatewayResponses) {
+		t.Errorf("template.yaml has %d gateway responses, the stack %d", len(responses), len(gatewayResponses))
+	}
+	if api["ApiKeySourceType"] != "AUTHORIZER" || api["StageName"] != StageName {
+		t.Errorf("template.yaml Api: key source %v, stage %v", api["ApiKeySourceType"], api["StageName"])
+	}
+	authz := api["Auth"].(map[string]any)["Authorizers"].(map[string]any)["CmsAuthorizer"].(map[string]any)
+	ident := authz["Identity"].(map[string]any)
+	if authz["FunctionPayloadType"] != "REQUEST" || !slices.Equal(strs(ident["Headers"]), []string{"Authorization"}) || ident["ReauthorizeEvery"] != 60 ||
+		!mentions(authz["FunctionArn"], samLogicalID(AuthorizerFunction)) {
+		t.Errorf("template.yaml authorizer: %v", authz)
+	}
+
+	for _, tier := range Tiers {
+		p := props(res["UsagePlan"+construct(tier.Name)].(map[string]any))
+		th, q := p["Throttle"].(map[string]any), p["Quota"].(map[string]any)
+		if num(th["RateLimit"]) != tier.RatePerSec || num(th["BurstLimit"]) != tier.Burst || num(q["Limit"]) != tier.QuotaPerMonth || q["Period"] != "MONTH" {
+			t.Errorf("template.yaml usage plan %s: %v %v, want %+v", tier.Name, th, q, tier)
+		}
+	}
+
+	globals := sam["Globals"].(map[string]any)["Function"].(map[string]any)
+	for name, spec := range Functions {
+		p := props(res[samLogicalID(name)].(map[string]any))
+		mem, timeout := globals["MemorySize"], globals["Timeout"]
+		if v, ok := p["MemorySize"]; ok {
+			mem = v
+		}
+		if v, ok := p["Timeout"]; ok {
+			timeout = v
+		}
+		if fmt.Sprint(mem, timeout) != fmt.Sprint(spec.MemoryMB, int(spec.Timeout.Seconds())) {
+			t.Errorf("template.yaml %s: %v MB, %v s; the stack: %d MB, %v", name, mem, timeout, spec.MemoryMB, spec.Timeout)
+		}
+		var items []string
+		var query bool
+		for _, pol := range list(p["Policies"]) {
+			for _, st := range list(pol.(map[string]any)["Statement"]) {
+				s := st.(map[string]any)
+				for _, a := range strs(s["Action"]) {
+					if a == actQuery {
+						query = mentions(s["Resource"], "Table") && strings.Contains(fmt.Sprint(s["Resource"]), "/index/"+"GSI1")
+					} else {
+						items = append(items, a)
+					}
+				}
+			}
+		}
+		sort.Strings(items)
+		if want := slices.Sorted(slices.Values(spec.Table.Items)); !slices.Equal(items, want) || query != spec.Table.Query {
+			t.Errorf("template.yaml %s: table actions %v (query %v), the stack: %v (query %v)", name, items, query, want, spec.Table.Query)
+		}
+	}
+
+	env := globals["Environment"].(map[string]any)["Variables"].(map[string]any)
+	cfg := app.Defaults()
+	cfg.Table = "t"
+	for k := range ConfigEnv(cfg) {
+		if _, ok := env[k]; !ok && !slices.Contains([]string{"CMS_ACCESS_TTL", "CMS_REFRESH_TTL", "CMS_MAX_LOGIN_FAILURES", "CMS_LOGIN_FAILURE_WINDOW"}, k) {
+			t.Errorf("template.yaml does not set %s", k)
+		}
+	}
+	for _, typ := range []string{"AWS::SQS::Queue", "AWS::Kinesis::Stream", "AWS::S3::Bucket", "AWS::Events::EventBus"} {
+		var n int
+		for _, r := range res {
+			if r.(map[string]any)["Type"] == typ {
+				n++
+			}
+		}
+		if n != len(resources(typ)) {
+			t.Errorf("%s: %d in template.yaml, %d in the stack", typ, n, len(resources(typ)))
+		}
+	}
+}
+
+// num returns a YAML or JSON number as a float64 (NaN otherwise).
+func num(v any) float64 {
+	switch n := v.(type) {
+	case int:
+		return float64(n)
+	case float64:
+		return n
+	}
+	return math.NaN()
+}
+
+var pathParam = regexp.MustCompile(`^\{([^}+]+)(\+?)\}$`)
+
+// matchPath matches a request path against an API Gateway resource path (/a/{id}, /b/{proxy+})
+// and returns the path parameters.
+func matchPath(resource, path string) (map[string]string, bool) {
+	rs, ps := strings.Split(resource, "/"), strings.Split(path, "/")
+	params := map[string]string{}
+	for i, seg := range rs {
+		if i >= len(ps) {
+			return nil, false
+		}
+		m := pathParam.FindStringSubmatch(seg)
+		switch {
+		case m != nil && m[2] == "+":
+			params[m[1]] = strings.Join(ps[i:], "/")
+			return params, params[m[1]] != ""
+		case m != nil:
+			if ps[i] == "" {
+				return nil, false
+			}
+			params[m[1]] = ps[i]
+		case seg != ps[i]:
+			return nil, false
+		}
+	}
+	return params, len(rs) == len(ps)
+}
+
+// The event types the handlers decode (aws-lambda-go).
+type (
+	proxyRequest      = events.APIGatewayProxyRequest
+	authorizerRequest = events.APIGatewayCustomAuthorizerRequestTypeRequest
+)
+
+// routeOf returns the route an HTTP sample event is for.
+func routeOf(fn, method, resource string) (httpapi.Route, bool) {
+	for _, r := range app.AllRoutes() {
+		if r.Function == fn && r.Method == method && r.Path == resource {
+			return r, true
+		}
+	}
+	return httpapi.Route{}, false
+}
+
+var principalKeys = []string{httpapi.CtxUserID, httpapi.CtxEmail, httpapi.CtxRole, httpapi.CtxScopeID, httpapi.CtxScopeType, httpapi.CtxScopePath, httpapi.CtxSuspended}
+
+func TestSampleEventsHaveTheHandlersShape(t *testing.T) {
+	httpFns := map[string]bool{}
+	for _, r := range app.AllRoutes() {
+		httpFns[r.Function] = true
+	}
+	for _, name := range functionDirs(t) {
+		samples, _ := filepath.Glob(filepath.Join(repoRoot, "events", name, "*.json"))
+		for _, path := range samples {
+			t.Run(name+"/"+filepath.Base(path), func(t *testing.T) {
+				b, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				strict := func(v any) {
+					t.Helper()
+					dec := json.NewDecoder(strings.NewReader(string(b)))
+					dec.DisallowUnknownFields()
+					if err := dec.Decode(v); err != nil {
+						t.Fatalf("not the shape the handler receives: %v", err)
+					}
+				}
+				switch {
+				case httpFns[name]:
+					var ev proxyRequest
+					strict(&ev)
+					checkProxyEvent(t, name, ev)
+				case name == AuthorizerFunction:
+					var ev authorizerRequest
+					strict(&ev)
+					checkAuthorizerEvent(t, ev)
+				case name == "publisher":
+					var ev events.DynamoDBEvent
+					strict(&ev)
+					checkStreamEvent(t, ev)
+				case name == "bootstrap":
+					var ev app.BootstrapEvent
+					strict(&ev)
+					if ev.Email == "" || ev.Password == "" {
+						t.Errorf("bootstrap event without email or password: %+v", ev)
+					}
+				default:
+					t.Errorf("no shape check for the events of %s: add one to this test", name)
+				}
+			})
+		}
+	}
+}
+
+func checkProxyEvent(t *testing.T, fn string, ev proxyRequest) {
+	t.Helper()
+	r, ok := routeOf(fn, ev.HTTPMethod, ev.Resource)
+	if !ok {
+		t.Fatalf("%s %s is not a route of %s", ev.HTTPMethod, ev.Resource, fn)
+	}
+	rc := ev.RequestContext
+	if rc.ResourcePath != ev.Resource || rc.HTTPMethod != ev.HTTPMethod || rc.Stage != StageName || rc.RequestID == "" || rc.APIID == "" {
+		t.Errorf("requestContext disagrees with the event: %+v", rc)
+	}
+	if rc.Path != "/"+StageName+ev.Path {
+		t.Errorf("requestContext.path %q, want /%s%s", rc.Path, StageName, ev.Path)
+	}
+	// The path is the resource with the path parameters filled in.
+	params, ok := matchPath(ev.Resource, ev.Path)
+	if !ok {
+		t.Fatalf("path %q does not match resource %q", ev.Path, ev.Resource)
+	}
+	if !maps.Equal(params, ev.PathParameters) {
+		t.Errorf("pathParameters %v, the path says %v", ev.PathParameters, params)
+	}
+	for k, v := range ev.Headers {
+		if vs := ev.MultiValueHeaders[k]; len(vs) == 0 || vs[len(vs)-1] != v {
+			t.Errorf("header %s: %q but multiValueHeaders %q", k, v, vs)
+		}
+	}
+	for k, v := range ev.QueryStringParameters {
+		if vs := ev.MultiValueQueryStringParameters[k]; len(vs) == 0 || vs[len(vs)-1] != v {
+			t.Errorf("query %s: %q but multiValueQueryStringParameters %q", k, v, vs)
+		}
+	}
+	if r.Public {
+		if len(rc.Authorizer) != 0 {
+			t.Errorf("%s %s is public: no authorizer context expected, got %v", r.Method, r.Path, rc.Authorizer)
+		}
+		return
+	}
+	if _, ok := ev.Headers["Authorization"]; !ok {
+		t.Errorf("an authorised route's event without an Authorization header")
+	}
+	for _, k := range principalKeys {
+		if s, ok := rc.Authorizer[k].(string); !ok || s == "" {
+			t.Errorf("requestContext.authorizer.%s = %#v, want a non-empty string (the authorizer's context)", k, rc.Authorizer[k])
+		}
+	}
+	if s := rc.Authorizer[httpapi.CtxSuspended]; s != "true" && s != "false" {
+		t.Errorf("requestContext.authorizer.suspended = %#v, want \"true\" or \"false\"", s)
+	}
+	for k := range rc.Authorizer {
+		if !slices.Contains(principalKeys, k) && k != "principalId" && k != "integrationLatency" {
+			t.Errorf("requestContext.authorizer.%s: the authorizer does not set it", k)
+		}
+	}
+}
+
+func checkAuthorizerEvent(t *testing.T, ev authorizerRequest) {
+	t.Helper()
+	if ev.Type != "REQUEST" {
+		t.Errorf("type %q, want REQUEST", ev.Type)
+	}
+	arn := regexp.MustCompile(`^arn:aws:execute-api:[a-z0-9-]+:\d{12}:[a-z0-9]+/` + StageName + `/(GET|POST|PUT|DELETE)(/.*)$`).FindStringSubmatch(ev.MethodArn)
+	if arn == nil || arn[1] != ev.HTTPMethod || arn[2] != ev.Path {
+		t.Errorf("methodArn %q does not name %s %s on stage %s", ev.MethodArn, ev.HTTPMethod, ev.Path, StageName)
+	}
+	if r, ok := routeOf(routeFunction(ev.HTTPMethod, ev.Resource), ev.HTTPMethod, ev.Resource); !ok || r.Public {
+		t.Errorf("%s %s is not an authorised route: API Gateway would not call the authorizer", ev.HTTPMethod, ev.Resource)
+	}
+	if !strings.HasPrefix(ev.Headers["Authorization"], "Bearer ") {
+		t.Errorf("Authorization header %q, want a bearer token (the identity source)", ev.Headers["Authorization"])
+	}
+}
+
+func checkStreamEvent(t *testing.T, ev events.DynamoDBEvent) {
+	t.Helper()
+	if len(ev.Records) == 0 {
+		t.Fatal("no records")
+	}
+	var outbox int
+	for i, r := range ev.Records {
+		if r.EventSource != "aws:dynamodb" || r.Change.SequenceNumber == "" || r.Change.StreamViewType != "NEW_AND_OLD_IMAGES" ||
+			!regexp.MustCompile(`^arn:aws:dynamodb:[a-z0-9-]+:\d{12}:table/[^/]+/stream/`).MatchString(r.EventSourceArn) {
+			t.Errorf("record %d is not a record of the table's stream: %+v", i, r)
+		}
+		if r.EventName != "INSERT" {
+			continue // the event source's filter lets only INSERTs through
+		}
+		e, ok, err := tablestore.OutboxEvent(r.Change.NewImage)
+		if err != nil {
+			t.Errorf("record %d: unreadable outbox item: %v", i, err)
+		}
+		if ok {
+			outbox++
+			if e.ID == "" || e.Type == "" {
+				t.Errorf("record %d: outbox event %+v", i, e)
+			}
+		}
+	}
+	if outbox == 0 {
+		t.Errorf("no outbox event among the records")
+	}
+}
+
+func routeFunction(method, path string) string {
+	for _, r := range app.AllRoutes() {
+		if r.Method == method && r.Path == path {
+			return r.Function
+		}
+	}
+	return ""
+}
