@@ -135,3 +135,21 @@ func TestErrBadRate(t *testing.T) {
 		t.Fatal("a bad rate must fail the invoice, not price it at zero")
 	}
 }
+
+// BenchmarkComputeWorkedExample prices the SPEC 15 invoice (a seat segment and a graduated usage
+// line through a two-level chain) and splits it into shares.
+func BenchmarkComputeWorkedExample(b *testing.B) {
+	in := billing.Input{
+		Period: period.Period{Year: 2026, Month: time.October}, Chain: chain(b),
+		Seats: []billing.Segment{{SubscriptionID: "S", PlanCode: "pro", BasePrice: dec(b, "30.00"), Quantity: 10,
+			From: time.Date(2026, 10, 11, 0, 0, 0, 0, time.UTC)}},
+		Usage: []billing.Usage{{SubscriptionID: "S", SKU: "storage-gb", Quantity: dec(b, "1250"), List: storage(b)}},
+	}
+	for b.Loop() {
+		inv, err := billing.Compute(in)
+		if err != nil {
+			b.Fatal(err)
+		}
+		billing.Shares(inv)
+	}
+}
