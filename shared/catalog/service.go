@@ -32,7 +32,6 @@ func (s *Service) now() time.Time {
 	return time.Now().UTC()
 }
 
-
 // notBefore refuses an effective date before the current period's first day: periods already
 // running or past keep the prices they started with (the same rule as markups).
 func notBefore(f *apperr.Fields, field, date string, now time.Time) {

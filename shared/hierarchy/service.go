@@ -49,7 +49,6 @@ func (s *Service) now() time.Time {
 	return time.Now().UTC()
 }
 
-
 func notFound(t access.EntityType) error {
 	return apperr.NotFoundf("No %s with this id.", t)
 }

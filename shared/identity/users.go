@@ -33,7 +33,6 @@ func (s *Users) now() time.Time {
 	return time.Now().UTC()
 }
 
-
 func (s *Users) lookup(ctx context.Context, p access.Principal, id string) (*User, error) {
 	u, err := s.Store.GetUser(ctx, id)
 	if apperr.Is(err, apperr.NotFound) || (err == nil && !p.Covers(u.ScopePath)) {

@@ -44,7 +44,6 @@ func (s *Service) now() time.Time {
 	return time.Now().UTC()
 }
 
-
 func notFound() error { return apperr.NotFoundf("No subscription with this id.") }
 
 func (s *Service) currencyOf(e *hierarchy.Entity) string {
