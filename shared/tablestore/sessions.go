@@ -23,14 +23,9 @@ type tokenItem struct {
 	TTL       int64
 }
 
-// familyItem is a refresh-token family: PK RFAMILY#<id>, SK RFAMILY.
-type familyItem struct {
-	PK, SK  string
-	Kind    string
-	UserID  string
-	Revoked bool
-	TTL     int64
-}
+// A refresh-token family is the item PK RFAMILY#<id>, SK RFAMILY with attributes Kind, UserID,
+// Revoked and TTL; it is only ever written with UpdateItem (see PutRefreshToken).
+
 
 func tokenPK(hash string) string { return "RTOKEN#" + hash }
 func familyPK(fam string) string { return "RFAMILY#" + fam }
