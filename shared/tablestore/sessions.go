@@ -26,7 +26,6 @@ type tokenItem struct {
 // A refresh-token family is the item PK RFAMILY#<id>, SK RFAMILY with attributes Kind, UserID,
 // Revoked and TTL; it is only ever written with UpdateItem (see PutRefreshToken).
 
-
 func tokenPK(hash string) string { return "RTOKEN#" + hash }
 func familyPK(fam string) string { return "RFAMILY#" + fam }
 
