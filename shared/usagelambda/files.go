@@ -1,0 +1,237 @@
+package usagelambda
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/channelbilling/cms/shared/apperr"
+	"github.com/channelbilling/cms/shared/usage"
+)
+
+// File drop layout: files under UsagePrefix are read, and each one's report is written under
+// ReportPrefix with the file's key and ".json" appended (usage/2026/10/a.csv ->
+// reports/usage/2026/10/a.csv.json).
+const (
+	UsagePrefix  = "usage/"
+	ReportPrefix = "reports/"
+	// FileBatch is how many records of a file go through the rating path at once.
+	FileBatch = 500
+)
+
+// Report statuses.
+const (
+	// StatusCompleted: every line was read and answered (accepted, duplicate or rejected).
+	StatusCompleted = "completed"
+	// StatusFailed: the file could not be read to its end (corrupt), or some records could not
+	// be counted for a transient reason after retries; the lines read so far are reported and
+	// the drop is retried (a retry counts nothing twice).
+	StatusFailed = "failed"
+)
+
+// RejectedLine is one rejected line of a file with every reason.
+type RejectedLine struct {
+	Line   int                 `json:"line"`
+	ID     string              `json:"id,omitempty"`
+	Errors []apperr.FieldError `json:"errors"`
+}
+
+// FileReport is the report object written for every dropped file.
+type FileReport struct {
+	Bucket      string    `json:"bucket"`
+	Key         string    `json:"key"`
+	Format      string    `json:"format"`
+	Compressed  bool      `json:"compressed"`
+	Status      string    `json:"status"`
+	Error       string    `json:"error,omitempty"`
+	Records     int       `json:"records"`
+	Accepted    int       `json:"accepted"`
+	Duplicates  int       `json:"duplicates"`
+	Rejected    int       `json:"rejected"`
+	Late        int       `json:"late"`
+	NotCounted  int       `json:"notCounted"`
+	StartedAt   time.Time `json:"startedAt"`
+	CompletedAt time.Time `json:"completedAt"`
+	// RejectedLines lists every rejected line, in file order.
+	RejectedLines []RejectedLine `json:"rejectedLines"`
+}
+
+// Files is the handler of the usage bucket's object-created notifications.
+type Files struct {
+	Usage   Ingester
+	Objects Objects
+	Log     *slog.Logger
+	Now     func() time.Time
+	// Retries is how often a batch with records not counted for a transient reason is tried
+	// again before the file is reported failed (default 3), Backoff the first wait (doubling,
+	// default 200 ms).
+	Retries int
+	Backoff time.Duration
+}
+
+// ReportKey returns the key of the report of the file at key.
+func ReportKey(key string) string { return ReportPrefix + key + ".json" }
+
+// Handle processes every file of the event whose key lies under UsagePrefix (others are
+// ignored, so that a notification configured too widely never reads reports). It returns an
+// error when a file must be processed again (Lambda retries the event; nothing counts twice).
+func (h *Files) Handle(ctx context.Context, ev events.S3Event) error {
+	var errs []error
+	for _, r := range ev.Records {
+		if !strings.HasPrefix(r.EventName, "ObjectCreated:") {
+			continue
+		}
+		key, err := url.QueryUnescape(r.S3.Object.Key) // S3 events URL-encode keys ('+' for space)
+		if err != nil {
+			key = r.S3.Object.Key
+		}
+		if !strings.HasPrefix(key, UsagePrefix) {
+			logger(h.Log).Warn("usage file outside the usage prefix ignored", "bucket", r.S3.Bucket.Name, "key", key)
+			continue
+		}
+		if err := h.File(ctx, r.S3.Bucket.Name, key); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", key, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// File processes one dropped file and writes its report. It returns an error when the file must
+// be processed again: some records could not be counted for a transient reason, or the report
+// could not be written.
+func (h *Files) File(ctx context.Context, bucket, key string) error {
+	log := logger(h.Log)
+	rep := &FileReport{Bucket: bucket, Key: key, Status: StatusCompleted, StartedAt: nowOf(h.Now), RejectedLines: []RejectedLine{}}
+	retryErr := h.read(ctx, rep)
+	rep.CompletedAt = nowOf(h.Now)
+	body, err := json.MarshalIndent(rep, "", " ")
+	if err != nil {
+		return err
+	}
+	if err := h.Objects.Put(ctx, bucket, ReportKey(key), body, "application/json"); err != nil {
+		return fmt.Errorf("write the report: %w", err)
+	}
+	log.Info("usage file", "bucket", bucket, "key", key, "status", rep.Status, "records", rep.Records, "accepted", rep.Accepted,
+		"duplicates", rep.Duplicates, "rejected", rep.Rejected, "notCounted", rep.NotCounted, "ms", rep.CompletedAt.Sub(rep.StartedAt).Milliseconds())
+	return retryErr
+}
+
+// read fills the report; it returns an error only when the file must be processed again.
+func (h *Files) read(ctx context.Context, rep *FileReport) error {
+	body, err := h.Objects.Open(ctx, rep.Bucket, rep.Key)
+	if apperr.Is(err, apperr.NotFound) {
+		rep.Status, rep.Error = StatusFailed, "the file no longer exists"
+		return nil
+	}
+	if err != nil {
+		rep.Status, rep.Error = StatusFailed, "the file could not be read; it will be read again"
+		return err
+	}
+	defer body.Close()
+	f, err := usage.OpenFile(body, rep.Key)
+	if err != nil {
+		rep.Status, rep.Error = StatusFailed, "the file is not a readable usage file (corrupt gzip?)"
+		return nil
+	}
+	rep.Format, rep.Compressed = string(f.Format()), f.Compressed()
+	var retryErr error
+	batch := make([]usage.Item, 0, FileBatch)
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		if err := h.ingest(ctx, rep, batch); err != nil && retryErr == nil {
+			retryErr = err
+		}
+		batch = batch[:0]
+	}
+	for {
+		it, err := f.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			flush()
+			rep.Status, rep.Error = StatusFailed, fmt.Sprintf("the file could not be read after %d records: %v", f.Records(), err)
+			if ctx.Err() != nil {
+				return ctx.Err() // the function ran out of time: read it again
+			}
+			return retryErr
+		}
+		batch = append(batch, it)
+		if len(batch) == FileBatch {
+			flush()
+		}
+	}
+	flush()
+	if retryErr != nil {
+		rep.Status, rep.Error = StatusFailed, "some records could not be counted now; the file will be read again"
+	}
+	return retryErr
+}
+
+// ingest counts a batch of lines, retrying the records not counted for a transient reason.
+func (h *Files) ingest(ctx context.Context, rep *FileReport, items []usage.Item) error {
+	retries, wait := h.Retries, h.Backoff
+	if retries <= 0 {
+		retries = 3
+	}
+	if wait <= 0 {
+		wait = 200 * time.Millisecond
+	}
+	pending := items
+	for attempt := 0; ; attempt++ {
+		r := h.Usage.Ingest(ctx, usage.Options{Source: usage.SourceFile, Name: rep.Key}, pending)
+		var again []usage.Item
+		var why string
+		for i, o := range r.Outcomes {
+			switch o.Status {
+			case usage.Accepted:
+				rep.Accepted++
+				if o.Late {
+					rep.Late++
+				}
+			case usage.Duplicate:
+				rep.Duplicates++
+			case usage.Rejected:
+				rep.Rejected++
+				rep.RejectedLines = append(rep.RejectedLines, RejectedLine{Line: lineOf(o.Ref), ID: o.ID, Errors: o.Errors})
+			case usage.Retry:
+				again = append(again, pending[i])
+				if len(o.Errors) > 0 {
+					why = o.Errors[0].Message
+				}
+				continue
+			}
+			rep.Records++
+		}
+		if len(again) == 0 {
+			return nil
+		}
+		if attempt == retries || ctx.Err() != nil {
+			rep.Records += len(again)
+			rep.NotCounted += len(again)
+			return fmt.Errorf("%d records not counted: %s", len(again), why)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait << attempt):
+		}
+		pending = again
+	}
+}
+
+// lineOf reads the line number of a file item's Ref ("line 12").
+func lineOf(ref string) int {
+	var n int
+	_, _ = fmt.Sscanf(ref, "line %d", &n)
+	return n
+}
