@@ -110,6 +110,18 @@ const (
 	UsageIngest Permission = "usage.ingest"
 	// UsageRead reads the period's usage totals and charges (GET /usage) in the subtree.
 	UsageRead Permission = "usage.read"
+
+	// BillingRunsCreate starts a billing run (platform admins only).
+	BillingRunsCreate Permission = "billing.runs.create"
+	// BillingRunsRead reads a billing run's progress (callers scoped at the platform).
+	BillingRunsRead Permission = "billing.runs.read"
+	// BillingSummaryRead totals the invoices of a tenant, subscription or subtree.
+	BillingSummaryRead Permission = "billing.summary.read"
+	// InvoicesList and InvoicesRead list and read the invoices of the subtree.
+	InvoicesList Permission = "invoices.list"
+	InvoicesRead Permission = "invoices.instance.read"
+	// CommissionsRead reads the commissions of the distributors and partners of the subtree.
+	CommissionsRead Permission = "commissions.read"
 )
 
 // Role is a named set of permissions held at one scope entity.
@@ -156,6 +168,11 @@ var (
 	// Usage: every role reads its subtree's usage; the platform and the channel admins push it.
 	usageRead  = []Permission{UsageRead}
 	usageWrite = []Permission{UsageIngest}
+	// Billing: everyone reads the invoices and billing summary of their subtree; the channel
+	// (not tenants) reads commissions; runs are read at the platform and started by its admin.
+	invoicesRead    = []Permission{BillingSummaryRead, InvoicesList, InvoicesRead}
+	commissionsRead = []Permission{CommissionsRead}
+	runsRead        = []Permission{BillingRunsRead}
 )
 
 func join(lists ...[]Permission) []Permission {
@@ -170,27 +187,28 @@ func join(lists ...[]Permission) []Permission {
 var roles = map[Role]RoleDef{
 	PlatformAdmin: {Description: "Everything on the platform.", ScopeTypes: []EntityType{Platform},
 		Permissions: join(hierarchyRead, usersRead, usersWrite, distW, partnerW, tenantW, catalogRead, catalogWrite,
-			[]Permission{PriceListsRead, PriceListsWrite}, subsRead, subsWrite, usageRead, usageWrite)},
+			[]Permission{PriceListsRead, PriceListsWrite}, subsRead, subsWrite, usageRead, usageWrite,
+			[]Permission{BillingRunsCreate}, runsRead, invoicesRead, commissionsRead)},
 	PlatformViewer: {Description: "Read everything on the platform.", ScopeTypes: []EntityType{Platform},
-		Permissions: join(hierarchyRead, usersRead, catalogRead, []Permission{PriceListsRead}, subsRead, usageRead)},
+		Permissions: join(hierarchyRead, usersRead, catalogRead, []Permission{PriceListsRead}, subsRead, usageRead, runsRead, invoicesRead, commissionsRead)},
 	DistributorAdmin: {Description: "Manage a distributor's partners, tenants, users, prices and subscriptions.", ScopeTypes: []EntityType{Distributor},
 		Permissions: join(hierarchyRead, usersRead, usersWrite, []Permission{DistributorsUpdate}, partnerW, tenantW, catalogRead,
-			[]Permission{PriceListsRead, PriceListsWrite}, subsRead, subsWrite, usageRead, usageWrite)},
+			[]Permission{PriceListsRead, PriceListsWrite}, subsRead, subsWrite, usageRead, usageWrite, invoicesRead, commissionsRead)},
 	DistributorViewer: {Description: "Read a distributor's subtree.", ScopeTypes: []EntityType{Distributor},
-		Permissions: join(hierarchyRead, usersRead, catalogRead, []Permission{PriceListsRead}, subsRead, usageRead)},
+		Permissions: join(hierarchyRead, usersRead, catalogRead, []Permission{PriceListsRead}, subsRead, usageRead, invoicesRead, commissionsRead)},
 	PartnerAdmin: {Description: "Manage a partner's tenants, users, price lists and subscriptions.", ScopeTypes: []EntityType{Partner},
 		Permissions: join([]Permission{PartnersList, PartnersRead, PartnersMarkups, PartnersUpdate, TenantsList, TenantsRead}, usersRead, usersWrite, tenantW,
-			catalogRead, []Permission{PriceListsRead, PriceListsWrite}, subsRead, subsWrite, usageRead, usageWrite)},
+			catalogRead, []Permission{PriceListsRead, PriceListsWrite}, subsRead, subsWrite, usageRead, usageWrite, invoicesRead, commissionsRead)},
 	PartnerViewer: {Description: "Read a partner's subtree.", ScopeTypes: []EntityType{Partner},
 		Permissions: join([]Permission{PartnersList, PartnersRead, PartnersMarkups, TenantsList, TenantsRead}, usersRead, catalogRead,
-			[]Permission{PriceListsRead}, subsRead, usageRead)},
+			[]Permission{PriceListsRead}, subsRead, usageRead, invoicesRead, commissionsRead)},
 	TenantAdmin: {Description: "Manage a tenant, its users and its subscriptions.", ScopeTypes: []EntityType{Tenant},
 		Permissions: join([]Permission{TenantsList, TenantsRead, TenantsUpdate}, usersRead, usersWrite, catalogRead,
-			[]Permission{PriceListsRead}, subsRead, subsWrite, usageRead)},
+			[]Permission{PriceListsRead}, subsRead, subsWrite, usageRead, invoicesRead)},
 	TenantViewer: {Description: "Read a tenant.", ScopeTypes: []EntityType{Tenant},
-		Permissions: join([]Permission{TenantsList, TenantsRead}, usersRead, catalogRead, []Permission{PriceListsRead}, subsRead, usageRead)},
+		Permissions: join([]Permission{TenantsList, TenantsRead}, usersRead, catalogRead, []Permission{PriceListsRead}, subsRead, usageRead, invoicesRead)},
 	Finance: {Description: "Read the hierarchy, prices, subscriptions, billing, invoices, commissions and exports of a subtree.", ScopeTypes: channel,
-		Permissions: join(hierarchyRead, catalogRead, []Permission{PriceListsRead}, subsRead, usageRead)},
+		Permissions: join(hierarchyRead, catalogRead, []Permission{PriceListsRead}, subsRead, usageRead, runsRead, invoicesRead, commissionsRead)},
 }
 
 // Lookup returns the definition of r and whether r is a known role.

@@ -87,8 +87,8 @@ type Line struct {
 	Split          pricing.Split
 }
 
-// Invoice is a computed (not yet numbered or stored) invoice.
-type Invoice struct {
+// Computed is a computed (not yet numbered or stored) invoice.
+type Computed struct {
 	Period   period.Period
 	Currency string
 	Lines    []Line
@@ -100,8 +100,8 @@ type Invoice struct {
 // computed at full precision and rounded once; the total is the sum of the rounded lines. Lines
 // come in a deterministic order (seats, usage, adjustments; then by subscription, SKU, start).
 // It returns the pricing errors of a bad rate or chain.
-func Compute(in Input) (Invoice, error) {
-	inv := Invoice{Period: in.Period, Currency: in.Chain.Currency, Total: money.Zero}
+func Compute(in Input) (Computed, error) {
+	inv := Computed{Period: in.Period, Currency: in.Chain.Currency, Total: money.Zero}
 	days := pricing.DaysInMonth(in.Period.Year, in.Period.Month)
 	var errs []error
 	seats := append([]Segment(nil), in.Seats...)
@@ -178,7 +178,7 @@ func Compute(in Input) (Invoice, error) {
 			Description: fmt.Sprintf("%s late usage for %s", l.SKU, l.OriginalPeriod)})
 	}
 	if err := errors.Join(errs...); err != nil {
-		return Invoice{}, err
+		return Computed{}, err
 	}
 	for _, l := range inv.Lines {
 		inv.Total = inv.Total.Add(l.Amount)
@@ -197,7 +197,7 @@ type Share struct {
 
 // Shares returns the platform's revenue and each ancestor's share of an invoice, in chain order.
 // By construction platformRevenue + every Commission = inv.Total (SPEC 12).
-func Shares(inv Invoice) (platformRevenue money.Decimal, shares []Share) {
+func Shares(inv Computed) (platformRevenue money.Decimal, shares []Share) {
 	platformRevenue = money.Zero
 	index := map[string]int{}
 	for _, l := range inv.Lines {
