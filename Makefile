@@ -12,6 +12,12 @@ help: ## list the targets
 local: ## run the platform locally: emulators, table, admin, API on 127.0.0.1:$${PORT:-8080}
 	$(GO) run ./local
 
+demo: ## bill one month of a small channel end to end on a fresh local stack and print the report (about 40 s)
+	$(GO) run ./local/demo
+
+bench-billing: ## billing run benchmark: 10,000 tenants on the local stack (ARGS="-tenants 1000" for a smaller one); not part of make test
+	$(GO) run ./local/benchbilling $(ARGS)
+
 test: go-test infra-check ## run the whole test suite (installs what it needs on first use)
 
 go-test: emulators ## the Go tests of the platform, with the race detector, against the emulators
@@ -26,10 +32,11 @@ lint: ## gofmt, go vet, staticcheck and a go mod tidy check
 	  if ! diff -q go.mod /tmp/cms-go.mod.bak >/dev/null || ! diff -q go.sum /tmp/cms-go.sum.bak >/dev/null; then \
 	    cp /tmp/cms-go.mod.bak go.mod; cp /tmp/cms-go.sum.bak go.sum; echo "go mod tidy would change go.mod/go.sum"; exit 1; fi
 
-.PHONY: help local test go-test lint
+.PHONY: help local demo bench-billing test go-test lint
 
 # Each area keeps its own rules next to its code.
 include local/rules.mk
+include local/usage.mk
 -include infra/rules.mk
 
 # infra-check runs the infrastructure tests and linters once infra/rules.mk provides them.

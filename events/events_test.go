@@ -101,6 +101,11 @@ func build(stack *emulator.Stack) (*fixture, error) {
 	if _, err := eventbridge.NewFromConfig(awsCfg).CreateEventBus(ctx, &eventbridge.CreateEventBusInput{Name: aws.String(cfg.EventBus)}); err != nil {
 		return nil, err
 	}
+	// The billing queue (POST /billing/runs queues its fan-out; the worker's samples drain it)
+	// and the exports bucket: billing_test.go.
+	if err := billingResources(ctx, awsCfg, &cfg); err != nil {
+		return nil, err
+	}
 	deps, err := app.New(ctx, cfg, awsCfg, quiet(), stack.DynamoDBOptions())
 	if err != nil {
 		return nil, err
@@ -212,6 +217,10 @@ func TestEverySampleIsAnsweredByItsHandler(t *testing.T) {
 					if err != nil || len(res.BatchItemFailures) != 0 {
 						t.Errorf("publisher: %+v, %v", res, err)
 					}
+				case fn == "usagequeue" || fn == "usagestream" || fn == "usagefiles":
+					f.feedUsage(t, fn, path) // usage_test.go
+				case fn == "billingworker":
+					f.feedBillingWorker(t, path) // billing_test.go
 				default:
 					t.Errorf("no handler known for the samples of %s: add it to this test", fn)
 				}

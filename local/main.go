@@ -1,8 +1,9 @@
 // Command local runs the whole platform on this machine: it starts the AWS emulators (DynamoDB
 // Local and moto, installed on first use) unless AWS_ENDPOINT_URL or CMS_USE_AWS says otherwise,
-// creates the table and the event bus, publishes the outbox from the table's stream, bootstraps
-// the platform admin, and serves the API through the same handlers and authorizer that run in
-// Lambda. Ctrl-C stops everything it started.
+// creates the table and the event bus, publishes the outbox from the table's stream, runs the
+// usage channels (queue, stream and file drops fed to the usage functions' handlers),
+// bootstraps the platform admin, and serves the API through the same handlers and authorizer
+// that run in Lambda. Ctrl-C stops everything it started.
 package main
 
 import (
@@ -19,12 +20,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/channelbilling/cms/local/emulator"
+	"github.com/channelbilling/cms/local/feeders"
 	"github.com/channelbilling/cms/local/runner"
+	"github.com/channelbilling/cms/local/sqsfeed"
 	"github.com/channelbilling/cms/local/streams"
 	"github.com/channelbilling/cms/shared/app"
+	"github.com/channelbilling/cms/shared/billing"
 	"github.com/channelbilling/cms/shared/tablestore"
+	"github.com/channelbilling/cms/shared/usagelambda"
 )
 
 const (
@@ -78,6 +85,16 @@ func run() error {
 		return fmt.Errorf("outbox publisher: %w", err)
 	}
 	defer stopOutbox()
+	stopUsage, err := startUsage(ctx, stack, awsCfg, cfg, deps)
+	if err != nil {
+		return fmt.Errorf("usage channels: %w", err)
+	}
+	defer stopUsage()
+	stopBilling, err := startBilling(ctx, awsCfg, cfg, deps)
+	if err != nil {
+		return fmt.Errorf("billing worker: %w", err)
+	}
+	defer stopBilling()
 	email, password := env("CMS_ADMIN_EMAIL", defaultAdminEmail), env("CMS_ADMIN_PASSWORD", defaultAdminPassword)
 	created, err := deps.Bootstrap(ctx, email, password)
 	if err != nil {
@@ -135,4 +152,83 @@ func startOutbox(ctx context.Context, stack *emulator.Stack, awsCfg aws.Config, 
 	}
 	fmt.Printf("» outbox: the table's stream is published to the event bus %s (from %s)\n", cfg.EventBus, from)
 	return stop, nil
+}
+
+// startBilling plays the billing infrastructure: it creates the billing queue (with its
+// dead-letter queue) and the exports bucket, feeds the queue to the billing worker's handler
+// like the Lambda event source mapping, and sends {"kind":"start"} at 00:05 UTC on the 1st like
+// the EventBridge Scheduler schedule. The returned stop ends both.
+func startBilling(ctx context.Context, awsCfg aws.Config, cfg app.Config, deps *app.Deps) (func(), error) {
+	q := sqs.NewFromConfig(awsCfg)
+	url, err := sqsfeed.EnsureQueue(ctx, q, cfg.BillingQueue, cfg.BillingQueue+"-dlq", 5)
+	if err != nil {
+		return nil, err
+	}
+	s3c := s3.NewFromConfig(awsCfg, app.S3Options(awsCfg))
+	if _, err := s3c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(cfg.ExportsBucket)}); err != nil {
+		if _, err := s3c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(cfg.ExportsBucket)}); err != nil {
+			return nil, fmt.Errorf("exports bucket %s: %w", cfg.ExportsBucket, err)
+		}
+	}
+	stopFeed := sqsfeed.Start(ctx, q, url, deps.BillingWorker().Handle, sqsfeed.Options{Pollers: 8, Log: deps.Log})
+	sctx, cancel := context.WithCancel(ctx)
+	go func() {
+		for {
+			now := time.Now().UTC()
+			next := time.Date(now.Year(), now.Month(), 1, 0, 5, 0, 0, time.UTC)
+			if !next.After(now) {
+				next = next.AddDate(0, 1, 0)
+			}
+			select {
+			case <-sctx.Done():
+				return
+			case <-time.After(time.Until(next)):
+				if err := deps.Billing.Queue.Send(sctx, []billing.Message{{Kind: billing.KindStart}}); err != nil {
+					deps.Log.Error("scheduled billing run", "err", err)
+				}
+			}
+		}
+	}()
+	fmt.Printf("» billing: queue %s fed to the billing worker, exports in bucket %s, runs scheduled at 00:05 UTC on the 1st\n", cfg.BillingQueue, cfg.ExportsBucket)
+	return func() { cancel(); stopFeed() }, nil
+}
+
+// startUsage runs the usage channels the way their event sources do in AWS: it creates the
+// usage queue (with its dead-letter queue), stream and bucket when missing, and feeds the queue,
+// the stream and the bucket's notifications to the usage functions' handlers (local/feeders).
+// It writes the state file the dead-letter CLI reads. The returned stop ends the feeding.
+func startUsage(ctx context.Context, stack *emulator.Stack, awsCfg aws.Config, cfg app.Config, deps *app.Deps) (func(), error) {
+	if stack.Mode == emulator.ModeAWS {
+		// In an AWS account the deployed event sources feed the deployed functions: feeding them
+		// from here too would rewire the bucket's notifications and race the functions.
+		fmt.Println("» usage: real AWS: the deployed event sources feed the usage functions; nothing is fed from here")
+		return func() {}, nil
+	}
+	clients := feeders.NewClients(awsCfg)
+	const visibility = 180 * time.Second // as the deployed queue: six times the consumer's timeout
+	res, err := feeders.EnsureUsage(ctx, clients, cfg, visibility)
+	if err != nil {
+		return nil, err
+	}
+	consumers, err := app.NewUsageConsumers(ctx, cfg, awsCfg, deps.Log, stack.DynamoDBOptions())
+	if err != nil {
+		return nil, err
+	}
+	stop, err := feeders.StartUsage(ctx, clients, res, consumers, feeders.Options{Log: deps.Log,
+		Queue: feeders.SQSOptions{VisibilityTimeout: visibility}, Stream: feeders.KinesisOptions{Latest: stack.Mode != emulator.ModeLocal}})
+	if err != nil {
+		return nil, err
+	}
+	remove, err := feeders.WriteState(feeders.State{AWSEndpoint: stack.AWSEndpoint, DynamoDBEndpoint: stack.DynamoDBEndpoint,
+		Region: awsCfg.Region, Table: cfg.Table, UsageQueueURL: res.QueueURL, UsageDLQURL: res.DLQURL, UsageBucket: res.Bucket, UsageStream: res.Stream})
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	fmt.Printf("» usage: queue %s, stream %s, files s3://%s/%s (reports under %s), dead letters: make dlq ARGS=list\n",
+		cfg.UsageQueue, res.Stream, res.Bucket, usagelambda.UsagePrefix, usagelambda.ReportPrefix)
+	return func() {
+		stop()
+		remove()
+	}, nil
 }

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/channelbilling/cms/local/emulator"
 	"github.com/channelbilling/cms/local/runner"
 	"github.com/channelbilling/cms/shared/app"
@@ -31,10 +33,14 @@ const (
 )
 
 var (
-	srv   *httptest.Server
-	deps  *app.Deps
-	idp   *testIdP
-	quiet = testLogger()
+	srv  *httptest.Server
+	deps *app.Deps
+	// itStack and itAWS are the emulators and their configuration (billing_test.go builds its
+	// own clock-shifted server on them).
+	itStack *emulator.Stack
+	itAWS   aws.Config
+	idp     *testIdP
+	quiet   = testLogger()
 )
 
 // testLogger is silent unless CMS_TEST_LOG is set.
@@ -60,6 +66,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "aws config:", err)
 		return 1
 	}
+	itStack, itAWS = stack, awsCfg
 	idp = startIdP()
 	defer idp.Close()
 
@@ -89,6 +96,13 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer stopEvents()
+	// The usage channels fed as Lambda's event sources would (usage_test.go).
+	stopUsage, err := setupUsage(ctx, stack, awsCfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "usage:", err)
+		return 1
+	}
+	defer stopUsage()
 	rn, err := runner.New(deps)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "runner:", err)
@@ -125,10 +139,11 @@ func (e envelope) hasError(code, field string) bool {
 	return false
 }
 
-// client calls the API with a token.
+// client calls the API with a token (on base, default the shared test server).
 type client struct {
 	tb    testing.TB
 	token string
+	base  string
 }
 
 func (c client) do(method, path string, body any, headers ...string) envelope {
@@ -147,7 +162,11 @@ func (c client) do(method, path string, body any, headers ...string) envelope {
 		}
 		rd = bytes.NewReader(j)
 	}
-	req, err := http.NewRequest(method, srv.URL+path, rd)
+	base := c.base
+	if base == "" {
+		base = srv.URL
+	}
+	req, err := http.NewRequest(method, base+path, rd)
 	if err != nil {
 		c.tb.Fatal(err)
 	}

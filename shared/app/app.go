@@ -15,6 +15,7 @@ import (
 	"github.com/channelbilling/cms/shared/apperr"
 	"github.com/channelbilling/cms/shared/auth"
 	"github.com/channelbilling/cms/shared/authorizer"
+	"github.com/channelbilling/cms/shared/billing"
 	"github.com/channelbilling/cms/shared/catalog"
 	"github.com/channelbilling/cms/shared/hierarchy"
 	"github.com/channelbilling/cms/shared/httpapi"
@@ -23,6 +24,7 @@ import (
 	"github.com/channelbilling/cms/shared/routes"
 	"github.com/channelbilling/cms/shared/subscriptions"
 	"github.com/channelbilling/cms/shared/tablestore"
+	"github.com/channelbilling/cms/shared/usage"
 )
 
 // Names of the generated secrets kept in the table.
@@ -46,6 +48,12 @@ type Deps struct {
 	Users         *identity.Users
 	Sessions      *identity.Sessions
 	Verifier      *auth.Verifier
+	// Usage is the one rating path of every usage channel and GET /usage; UsageStore its
+	// exactly-once store (shared/usage, docs/usage.md).
+	Usage      *usage.Service
+	UsageStore *tablestore.Usage
+	// Billing runs billing, commissions and exports and answers their routes (billing.go).
+	Billing *billing.Service
 }
 
 // NewLogger returns the JSON logger used in Lambda and locally.
@@ -101,6 +109,8 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *slog.Logger, d
 	// Deleting a tenant first records its subscriptions' cancellations that have come due, so
 	// that the delete rule (no active subscription) reads a current count.
 	d.Hierarchy = &hierarchy.Service{Store: store, PlatformCurrency: cfg.PlatformCurrency, BeforeDelete: d.Subscriptions.SettleTenant}
+	d.wireUsage()
+	d.wireBilling(awsCfg)
 	d.Users = &identity.Users{Store: store, Entities: store}
 	d.Sessions = &identity.Sessions{Store: store, Issuer: issuer, LinkByEmail: cfg.LinkByEmail,
 		RefreshTTL: cfg.RefreshTTL, MaxFailures: cfg.MaxLoginFailures, FailureWindow: cfg.FailureWindow}
@@ -137,6 +147,14 @@ func (d *Deps) register(api *httpapi.API, fn string) error {
 		routes.PriceLists(api, d.PriceLists)
 	case routes.FnSubscriptions:
 		routes.Subscriptions(api, d.Subscriptions)
+	case routes.FnUsage:
+		routes.Usage(api, d.Usage)
+	case routes.FnBilling:
+		routes.Billing(api, d.Billing)
+	case routes.FnInvoices:
+		routes.Invoices(api, d.Billing)
+	case routes.FnCommissions:
+		routes.Commissions(api, d.Billing)
 	case routes.FnDocs:
 		spec, err := Spec()
 		if err != nil {

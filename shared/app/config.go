@@ -32,6 +32,23 @@ type Config struct {
 	// EventBus is the EventBridge bus the outbox publisher puts the domain events on: a bus name
 	// or a bus ARN. CMS_EVENT_BUS.
 	EventBus string
+	// UsageQueue is the usage records queue (name or URL): the DLQ replay and the local feeders
+	// use it; in AWS its event source mapping feeds the usagequeue function. CMS_USAGE_QUEUE.
+	UsageQueue string
+	// UsageDLQ is the usage dead-letter queue (name or URL) the usage consumers send invalid
+	// records to. CMS_USAGE_DLQ.
+	UsageDLQ string
+	// UsageBucket is the bucket of the usage file drops (usage/ prefix, reports/ prefix).
+	// CMS_USAGE_BUCKET.
+	UsageBucket string
+	// UsageStream is the usage Kinesis stream (name). CMS_USAGE_STREAM.
+	UsageStream string
+	// BillingQueue is the billing work queue (name or URL): runs fan out one message per tenant
+	// on it; its event source mapping feeds the billingworker function. CMS_BILLING_QUEUE.
+	BillingQueue string
+	// ExportsBucket is the bucket of the finance exports (exports/<YYYY-MM>/).
+	// CMS_EXPORTS_BUCKET.
+	ExportsBucket string
 }
 
 // Defaults returns the configuration with every default filled in.
@@ -41,7 +58,9 @@ func Defaults() Config {
 		TokenIssuer: "cms", TokenAudience: "cms-api",
 		AccessTTL: 15 * time.Minute, RefreshTTL: 30 * 24 * time.Hour,
 		MaxLoginFailures: 5, FailureWindow: 15 * time.Minute, LogLevel: "info",
-		EventBus: "cms-events",
+		EventBus:   "cms-events",
+		UsageQueue: "cms-usage", UsageDLQ: "cms-usage-dlq", UsageBucket: "cms-usage", UsageStream: "cms-usage",
+		BillingQueue: "cms-billing", ExportsBucket: "cms-exports",
 	}
 }
 
@@ -71,6 +90,12 @@ func FromEnv() (Config, error) {
 	str("CMS_TOKEN_AUDIENCE", &c.TokenAudience)
 	str("CMS_LOG_LEVEL", &c.LogLevel)
 	str("CMS_EVENT_BUS", &c.EventBus)
+	str("CMS_USAGE_QUEUE", &c.UsageQueue)
+	str("CMS_USAGE_DLQ", &c.UsageDLQ)
+	str("CMS_USAGE_BUCKET", &c.UsageBucket)
+	str("CMS_USAGE_STREAM", &c.UsageStream)
+	str("CMS_BILLING_QUEUE", &c.BillingQueue)
+	str("CMS_EXPORTS_BUCKET", &c.ExportsBucket)
 	dur("CMS_ACCESS_TTL", &c.AccessTTL)
 	dur("CMS_REFRESH_TTL", &c.RefreshTTL)
 	dur("CMS_LOGIN_FAILURE_WINDOW", &c.FailureWindow)
@@ -116,6 +141,12 @@ func (c Config) Validate() error {
 	}
 	if !validEventBus(c.EventBus) {
 		errs = append(errs, errors.New("CMS_EVENT_BUS must be an EventBridge bus name ([A-Za-z0-9._/-], at most 256) or a bus ARN"))
+	}
+	for _, v := range [][2]string{{"CMS_USAGE_QUEUE", c.UsageQueue}, {"CMS_USAGE_DLQ", c.UsageDLQ}, {"CMS_USAGE_BUCKET", c.UsageBucket}, {"CMS_USAGE_STREAM", c.UsageStream},
+		{"CMS_BILLING_QUEUE", c.BillingQueue}, {"CMS_EXPORTS_BUCKET", c.ExportsBucket}} {
+		if v[1] == "" {
+			errs = append(errs, errors.New(v[0]+" is required"))
+		}
 	}
 	for _, p := range c.Providers {
 		if p.Issuer == "" || p.Audience == "" {

@@ -52,6 +52,7 @@ type Route struct {
 	Query      []Param
 	BodyLimit  int64
 	Raw        bool // the handler writes its own response (docs)
+	Paged      bool // the data is an object that is still paged (GET /usage {period, items}): page in the envelope, list parameters
 }
 
 // Response is what a handler returns on success.

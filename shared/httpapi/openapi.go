@@ -148,7 +148,7 @@ func OpenAPI(routes []Route, title, version string) ([]byte, error) {
 		for _, m := range pathParam.FindAllStringSubmatch(rt.Path, -1) {
 			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
 		}
-		if rt.List {
+		if rt.List || rt.Paged {
 			params = append(params,
 				queryParam("page_size", "Items per page, 1 to 500 (default 50).", "integer"),
 				queryParam("next", "The token from the previous page.", "string"),
@@ -184,7 +184,7 @@ func OpenAPI(routes []Route, title, version string) ([]byte, error) {
 			"data":   data,
 			"errors": map[string]any{"type": "array", "items": map[string]any{"$ref": "#/components/schemas/Error"}},
 		}}
-		if rt.List {
+		if rt.List || rt.Paged {
 			env["properties"].(map[string]any)["page"] = map[string]any{"$ref": "#/components/schemas/Page"}
 		}
 		status := rt.Status

@@ -26,11 +26,15 @@ const (
 	FnPlans         = "plans"
 	FnPriceLists    = "pricelists"
 	FnSubscriptions = "subscriptions"
+	FnUsage         = "usage"
+	FnBilling       = "billing"
+	FnInvoices      = "invoices"
+	FnCommissions   = "commissions"
 )
 
 // HTTPFunctions lists the functions that serve HTTP routes.
 var HTTPFunctions = []string{FnAuth, FnDistributors, FnPartners, FnTenants, FnUsers, FnRoles, FnDocs,
-	FnPricing, FnPlans, FnPriceLists, FnSubscriptions}
+	FnPricing, FnPlans, FnPriceLists, FnSubscriptions, FnUsage, FnBilling, FnInvoices, FnCommissions}
 
 type hierarchyPerms struct {
 	plural                                                          string

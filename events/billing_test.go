@@ -1,0 +1,97 @@
+package events_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/channelbilling/cms/shared/app"
+	"github.com/channelbilling/cms/shared/ids"
+	"github.com/channelbilling/cms/shared/period"
+)
+
+// billingResources gives the fixture a billing queue and an exports bucket of its own, as the
+// stack does (CMS_BILLING_QUEUE, CMS_EXPORTS_BUCKET).
+func billingResources(ctx context.Context, awsCfg aws.Config, cfg *app.Config) error {
+	suffix := ids.New("q")[2:]
+	cfg.BillingQueue = "cms-events-billing-" + suffix
+	cfg.ExportsBucket = "cms-events-exports-" + suffix
+	if _, err := sqs.NewFromConfig(awsCfg).CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(cfg.BillingQueue)}); err != nil {
+		return err
+	}
+	_, err := s3.NewFromConfig(awsCfg, app.S3Options(awsCfg)).CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(cfg.ExportsBucket)})
+	return err
+}
+
+// feedBillingWorker feeds a billing worker sample to the worker, built as its main builds it
+// (app.NewBillingWorker, then BillingWorker().Handle), expects no failed message, then plays the
+// event source mapping on the billing queue until it is empty: the run the sample started (and
+// the one billing/start-run.json started) fans out, completes and closes, which writes the
+// period's finance exports.
+func (f *fixture) feedBillingWorker(t *testing.T, path string) {
+	t.Helper()
+	ctx := context.Background()
+	var ev events.SQSEvent
+	if err := readJSON(path, f.ids, &ev); err != nil {
+		t.Fatal(err)
+	}
+	d, err := app.NewBillingWorker(f.cfg, f.awsCfg, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	handle := d.BillingWorker().Handle
+	res, err := handle(ctx, ev)
+	if err != nil || len(res.BatchItemFailures) != 0 {
+		t.Fatalf("billingworker: %+v, %v", res, err)
+	}
+
+	sq := sqs.NewFromConfig(f.awsCfg)
+	url, err := sq.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(f.cfg.BillingQueue)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for empty := 0; empty < 2; {
+		if time.Now().After(deadline) {
+			t.Fatal("the billing queue did not drain in 30 s")
+		}
+		out, err := sq.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: url.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Messages) == 0 {
+			empty++
+			continue
+		}
+		empty = 0
+		batch := events.SQSEvent{}
+		for _, m := range out.Messages {
+			batch.Records = append(batch.Records, events.SQSMessage{MessageId: aws.ToString(m.MessageId), ReceiptHandle: aws.ToString(m.ReceiptHandle),
+				Body: aws.ToString(m.Body), Attributes: m.Attributes, EventSource: "aws:sqs"})
+		}
+		res, err := handle(ctx, batch)
+		if err != nil || len(res.BatchItemFailures) != 0 {
+			t.Fatalf("billingworker on %d queued messages: %+v, %v", len(batch.Records), res, err)
+		}
+		for _, m := range out.Messages {
+			if _, err := sq.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: url.QueueUrl, ReceiptHandle: m.ReceiptHandle}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	// The scheduled start bills the period that ended; its close step wrote the exports.
+	key := "exports/" + period.Of(time.Now()).Prev().String() + "/invoices.csv"
+	obj, err := s3.NewFromConfig(f.awsCfg, app.S3Options(f.awsCfg)).GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(f.cfg.ExportsBucket), Key: aws.String(key)})
+	if err != nil {
+		t.Fatalf("no %s in the exports bucket: %v", key, err)
+	}
+	obj.Body.Close()
+}

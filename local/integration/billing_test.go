@@ -1,0 +1,553 @@
+package integration_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/channelbilling/cms/local/runner"
+	"github.com/channelbilling/cms/local/sqsfeed"
+	"github.com/channelbilling/cms/shared/app"
+	"github.com/channelbilling/cms/shared/ids"
+)
+
+// testClock is the clock of the billing test server: zero means the real time. Catalog data
+// effective in past periods is created by moving it back (the services refuse dates before
+// the current period, as they must). Every step of a billing test sets it, so that none
+// depends on the day the suite runs.
+type testClock struct {
+	mu sync.Mutex
+	at time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at.IsZero() {
+		return time.Now().UTC()
+	}
+	return c.at
+}
+
+func (c *testClock) Set(t time.Time) { c.mu.Lock(); c.at = t; c.mu.Unlock() }
+
+type billingEnvT struct {
+	deps   *app.Deps
+	srv    *httptest.Server
+	clock  *testClock
+	s3     *s3.Client
+	bucket string
+	faults sync.Map // tenant id -> stage to fail once
+}
+
+var (
+	billingOnce sync.Once
+	billingEnv  *billingEnvT
+	billingErr  error
+)
+
+// billingServer returns a second API server on the shared table whose services read a test
+// clock, with its own billing queue (fed to the billing worker like Lambda's event source) and
+// exports bucket.
+func billingServer(t *testing.T) *billingEnvT {
+	t.Helper()
+	billingOnce.Do(func() {
+		ctx := context.Background()
+		e := &billingEnvT{clock: &testClock{}}
+		cfg := deps.Config
+		suffix := strings.ToLower(ids.New("b")[2:])
+		cfg.BillingQueue, cfg.ExportsBucket = "cms-it-billing-"+suffix, "cms-it-exports-"+suffix
+		q := sqs.NewFromConfig(itAWS)
+		url, err := sqsfeed.EnsureQueue(ctx, q, cfg.BillingQueue, cfg.BillingQueue+"-dlq", 5)
+		if err != nil {
+			billingErr = err
+			return
+		}
+		e.s3, e.bucket = s3.NewFromConfig(itAWS, app.S3Options(itAWS)), cfg.ExportsBucket
+		if _, err := e.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(e.bucket)}); err != nil {
+			billingErr = err
+			return
+		}
+		if e.deps, err = app.New(ctx, cfg, itAWS, quiet, itStack.DynamoDBOptions()); err != nil {
+			billingErr = err
+			return
+		}
+		e.deps.SetClock(e.clock.Now)
+		// A fault fails the tenant's message once at its stage; a stage ending in "*" fails it
+		// at every delivery until the test removes it.
+		e.deps.Billing.Fault = func(stage, tenant string) error {
+			v, ok := e.faults.Load(tenant)
+			if !ok {
+				return nil
+			}
+			switch v.(string) {
+			case stage:
+				e.faults.Delete(tenant)
+				return errors.New("injected failure at " + stage)
+			case stage + "*":
+				return errors.New("injected persistent failure at " + stage)
+			}
+			return nil
+		}
+		rn, err := runner.New(e.deps)
+		if err != nil {
+			billingErr = err
+			return
+		}
+		e.srv = httptest.NewServer(rn)
+		sqsfeed.Start(ctx, q, url, e.deps.BillingWorker().Handle, sqsfeed.Options{Pollers: 4, Visibility: 1, Log: quiet})
+		billingEnv = e
+	})
+	if billingErr != nil {
+		t.Fatal("billing server:", billingErr)
+	}
+	return billingEnv
+}
+
+func (e *billingEnvT) admin(t *testing.T) client {
+	c := admin(t)
+	c.base = e.srv.URL
+	return c
+}
+
+type moneyOut struct {
+	Amount   string `json:"amount"`
+	Currency string `json:"currency"`
+}
+
+type invoiceOut struct {
+	ID       string   `json:"id"`
+	Number   string   `json:"number"`
+	TenantID string   `json:"tenantId"`
+	IssuerID string   `json:"issuerId"`
+	Period   string   `json:"period"`
+	Status   string   `json:"status"`
+	Total    moneyOut `json:"total"`
+	Lines    []struct {
+		Kind           string   `json:"kind"`
+		SubscriptionID string   `json:"subscriptionId"`
+		SKU            string   `json:"sku"`
+		Quantity       string   `json:"quantity"`
+		Amount         moneyOut `json:"amount"`
+		OriginalPeriod *string  `json:"originalPeriod"`
+		Tiers          []struct {
+			Quantity  string   `json:"quantity"`
+			UnitPrice string   `json:"unitPrice"`
+			Amount    moneyOut `json:"amount"`
+		} `json:"tiers"`
+	} `json:"lines"`
+}
+
+type runOut struct {
+	ID              string  `json:"id"`
+	Period          string  `json:"period"`
+	Status          string  `json:"status"`
+	TenantsTotal    int     `json:"tenantsTotal"`
+	TenantsDone     int     `json:"tenantsDone"`
+	TenantsFailed   int     `json:"tenantsFailed"`
+	InvoicesCreated int     `json:"invoicesCreated"`
+	CompletedAt     *string `json:"completedAt"`
+	Failures        []struct {
+		TenantID string `json:"tenantId"`
+		Code     string `json:"code"`
+		Reason   string `json:"reason"`
+		Attempts int    `json:"attempts"`
+	} `json:"failures"`
+}
+
+// runBilling starts a run of period and waits until it has completed.
+func runBilling(t *testing.T, c client, period string) runOut {
+	t.Helper()
+	var r runOut
+	c.must(202, "POST", "/api/v1/billing/runs", map[string]any{"period": period}, &r)
+	return waitRun(t, c, r.ID)
+}
+
+func waitRun(t *testing.T, c client, id string) runOut {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		var r runOut
+		c.must(200, "GET", "/api/v1/billing/runs/"+id, nil, &r)
+		if r.Status != "running" {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run %s still running: %+v", id, r)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+type commissionOut struct {
+	EntityID   string   `json:"entityId"`
+	Revenue    moneyOut `json:"revenue"`
+	Cost       moneyOut `json:"cost"`
+	Commission moneyOut `json:"commission"`
+	Tenants    []struct {
+		TenantID   string   `json:"tenantId"`
+		Commission moneyOut `json:"commission"`
+	} `json:"tenants"`
+}
+
+// waitCommission waits for the commission run after a billing run to have stored want for the
+// entity in the period.
+func waitCommission(t *testing.T, c client, entity, period, want string) commissionOut {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var s commissionOut
+		c.must(200, "GET", "/api/v1/commissions/summary?entityId="+entity+"&start_date="+period, nil, &s)
+		if s.Commission.Amount == want || time.Now().After(deadline) {
+			return s
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (e *billingEnvT) exportHashes(t *testing.T, period string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, name := range []string{"invoices", "invoice_lines", "commissions"} {
+		for _, ext := range []string{"csv", "json"} {
+			key := "exports/" + period + "/" + name + "." + ext
+			obj, err := e.s3.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(e.bucket), Key: aws.String(key)})
+			if err != nil {
+				t.Fatalf("export %s: %v", key, err)
+			}
+			b, _ := io.ReadAll(obj.Body)
+			obj.Body.Close()
+			h := sha256.Sum256(b)
+			out[key] = hex.EncodeToString(h[:])
+		}
+	}
+	return out
+}
+
+// TestBillingWorkedExample runs SPEC 15 through the API: the catalog and markups effective
+// from 2026-01-01, the subscription from 2026-10-11, 1,250 GB in October, the October run
+// (invoice 389.70, D 29.52, P 64.95), exports reproduced byte for byte by a second run, then a
+// late 50 GB billed on the November invoice as 3.30.
+func TestBillingWorkedExample(t *testing.T) {
+	e := billingServer(t)
+	a := e.admin(t)
+	e.clock.Set(time.Date(2026, 1, 15, 12, 0, 0, 0, time.UTC))
+	d := create(t, a, "distributors", map[string]any{"name": "D"})
+	p := create(t, a, "partners", map[string]any{"name": "P", "billingId": uniq("PB"), "parent": parent("distributor", d.ID)})
+	a.must(201, "POST", "/api/v1/distributors/"+d.ID+"/markups", map[string]any{"markup": "10", "startDate": "2026-01-01"}, nil)
+	a.must(201, "POST", "/api/v1/partners/"+p.ID+"/markups", map[string]any{"markup": "20", "startDate": "2026-01-01"}, nil)
+	code := uniq("storage-gb")
+	body := storageSKU(code)
+	body["effectiveFrom"] = "2026-01-01"
+	sku := mkSKU(t, a, body)
+	plan := mkPlan(t, a, uniq("pro"), true, sku.ID)
+	// The subscription and the October usage are sent in November, when October is over and
+	// November is not.
+	e.clock.Set(time.Date(2026, 11, 10, 9, 0, 0, 0, time.UTC))
+	tn := create(t, a, "tenants", map[string]any{"name": "T", "parent": parent("partner", p.ID)})
+	var sub struct {
+		ID string `json:"id"`
+	}
+	a.must(201, "POST", "/api/v1/subscriptions", map[string]any{"tenantId": tn.ID, "planId": plan.ID, "quantity": 10,
+		"startDate": "2026-10-11T09:30:00Z"}, &sub)
+	push := func(q int, ts string) {
+		var res struct {
+			Accepted int `json:"accepted"`
+		}
+		a.must(202, "POST", "/api/v1/usage", map[string]any{"records": []map[string]any{{"id": uniq("u"), "tenantId": tn.ID, "sku": code,
+			"quantity": q, "timestamp": ts}}}, &res)
+		if res.Accepted != 1 {
+			t.Fatalf("usage not accepted: %+v", res)
+		}
+	}
+	push(1250, "2026-10-20T10:00:00Z")
+
+	t.Run("ErrPeriodNotClosed", func(t *testing.T) {
+		env := a.do("POST", "/api/v1/billing/runs", map[string]any{"period": "2026-11"})
+		if env.status != 422 || !env.hasError("period_not_closed", "period") {
+			t.Fatalf("%d %s", env.status, env.raw)
+		}
+	})
+
+	run := runBilling(t, a, "2026-10")
+	if run.Status != "completed" || run.TenantsDone != run.TenantsTotal {
+		t.Fatalf("run %+v", run)
+	}
+	var invs []invoiceOut
+	a.must(200, "GET", "/api/v1/invoices?tenantId="+tn.ID, nil, &invs)
+	if len(invs) != 1 {
+		t.Fatalf("invoices %+v", invs)
+	}
+	inv := invs[0]
+	if inv.Total.Amount != "389.70" || inv.Total.Currency != "EUR" || inv.Period != "2026-10" || inv.IssuerID != p.ID {
+		t.Fatalf("invoice %+v", inv)
+	}
+	if !strings.HasPrefix(inv.Number, p.BillingID+"-2026-") || !strings.HasSuffix(inv.Number, "-000001") {
+		t.Fatalf("number %s", inv.Number)
+	}
+	if len(inv.Lines) != 2 || inv.Lines[0].Amount.Amount != "268.26" || inv.Lines[1].Amount.Amount != "121.44" || len(inv.Lines[1].Tiers) != 3 {
+		t.Fatalf("lines %+v", inv.Lines)
+	}
+	var one invoiceOut
+	a.must(200, "GET", "/api/v1/invoices/"+inv.ID, nil, &one)
+	if one.Number != inv.Number {
+		t.Fatalf("get invoice %+v", one)
+	}
+	if s := waitCommission(t, a, d.ID, "2026-10", "29.52"); s.Commission.Amount != "29.52" || s.Revenue.Amount != "324.75" || s.Cost.Amount != "295.23" {
+		t.Fatalf("D commission %+v", s)
+	}
+	if s := waitCommission(t, a, p.ID, "2026-10", "64.95"); s.Commission.Amount != "64.95" || len(s.Tenants) != 1 || s.Tenants[0].TenantID != tn.ID {
+		t.Fatalf("P commission %+v", s)
+	}
+	var sum struct {
+		InvoiceCount  int      `json:"invoiceCount"`
+		Total         moneyOut `json:"total"`
+		Subscriptions []struct {
+			SubscriptionID string   `json:"subscriptionId"`
+			Total          moneyOut `json:"total"`
+		} `json:"subscriptions"`
+	}
+	a.must(200, "GET", "/api/v1/billing/summary?entityId="+p.ID+"&period=2026-10", nil, &sum)
+	if sum.InvoiceCount != 1 || sum.Total.Amount != "389.70" || len(sum.Subscriptions) != 1 || sum.Subscriptions[0].SubscriptionID != sub.ID {
+		t.Fatalf("summary %+v", sum)
+	}
+	a.must(200, "GET", "/api/v1/billing/summary?subscriptionId="+sub.ID+"&period=2026-10", nil, &sum)
+	if sum.Total.Amount != "389.70" {
+		t.Fatalf("subscription summary %+v", sum)
+	}
+
+	// A second run of October creates nothing and rewrites the exports byte for byte.
+	first := e.exportHashes(t, "2026-10")
+	again := runBilling(t, a, "2026-10")
+	if again.InvoicesCreated != 0 || again.Status != "completed" {
+		t.Fatalf("second run %+v", again)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var r runOut
+		a.must(200, "GET", "/api/v1/billing/runs/"+again.ID, nil, &r)
+		second := e.exportHashes(t, "2026-10")
+		if fmt.Sprint(first) == fmt.Sprint(second) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("exports differ:\n%v\n%v", first, second)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Late: 50 GB for October after the run, billed on November's invoice.
+	push(50, "2026-10-28T10:00:00Z")
+	e.clock.Set(time.Date(2026, 12, 1, 0, 10, 0, 0, time.UTC))
+	defer e.clock.Set(time.Time{})
+	nov := runBilling(t, a, "2026-11")
+	if nov.Status != "completed" {
+		t.Fatalf("november %+v", nov)
+	}
+	a.must(200, "GET", "/api/v1/invoices?tenantId="+tn.ID+"&period=2026-11", nil, &invs)
+	if len(invs) != 1 {
+		t.Fatalf("november invoices %+v", invs)
+	}
+	var late, seats string
+	for _, l := range invs[0].Lines {
+		switch l.Kind {
+		case "adjustment":
+			if l.OriginalPeriod == nil || *l.OriginalPeriod != "2026-10" || l.Quantity != "50" {
+				t.Fatalf("adjustment %+v", l)
+			}
+			late = l.Amount.Amount
+		case "seats":
+			seats = l.Amount.Amount
+		}
+	}
+	// November: 10 seats x 30.00 x 1.32 = 396.00, plus the late 3.30.
+	if late != "3.30" || seats != "396.00" || invs[0].Total.Amount != "399.30" || !strings.HasSuffix(invs[0].Number, "-000002") {
+		t.Fatalf("november invoice %+v", invs[0])
+	}
+}
+
+// TestBillingConcurrentRunsAndRetries starts two runs of one period at once while workers fail
+// half way (before storing an invoice, and after storing it but before finishing the message):
+// every tenant gets exactly one invoice and the issuer's numbers are 1..n without a gap.
+func TestBillingConcurrentRunsAndRetries(t *testing.T) {
+	e := billingServer(t)
+	a := e.admin(t)
+	e.clock.Set(time.Date(2026, 8, 5, 0, 0, 0, 0, time.UTC))
+	pr := create(t, a, "partners", map[string]any{"name": "Solo", "parent": parent("platform", "platform")})
+	plan := mkPlan(t, a, uniq("seat"), true)
+	const n = 12
+	var tenants []string
+	for i := range n {
+		tn := create(t, a, "tenants", map[string]any{"name": fmt.Sprintf("T%d", i), "parent": parent("partner", pr.ID)})
+		a.must(201, "POST", "/api/v1/subscriptions", map[string]any{"tenantId": tn.ID, "planId": plan.ID, "quantity": i + 1,
+			"startDate": "2026-08-01T00:00:00Z"}, nil)
+		tenants = append(tenants, tn.ID)
+	}
+	for i, tn := range tenants[:6] {
+		e.faults.Store(tn, map[bool]string{true: "before_issue", false: "after_issue"}[i%2 == 0])
+	}
+	e.clock.Set(time.Date(2026, 9, 1, 0, 5, 0, 0, time.UTC))
+	defer e.clock.Set(time.Time{})
+	var wg sync.WaitGroup
+	runs := make([]runOut, 2)
+	for i := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.must(202, "POST", "/api/v1/billing/runs", map[string]any{"period": "2026-08"}, &runs[i])
+		}()
+	}
+	wg.Wait()
+	created := 0
+	for _, r := range runs {
+		done := waitRun(t, a, r.ID)
+		if done.Status != "completed" || done.TenantsDone != done.TenantsTotal {
+			t.Fatalf("run %+v", done)
+		}
+		created += done.InvoicesCreated
+	}
+	if created != n {
+		t.Fatalf("the two runs created %d invoices, want %d", created, n)
+	}
+	var seqs []int
+	for i, tn := range tenants {
+		var invs []invoiceOut
+		a.must(200, "GET", "/api/v1/invoices?tenantId="+tn+"&period=2026-08", nil, &invs)
+		if len(invs) != 1 {
+			t.Fatalf("tenant %d: %d invoices", i, len(invs))
+		}
+		// 10.00... the plan's base price is 30.00 per seat, full month, no markup.
+		if want := fmt.Sprintf("%d.00", 30*(i+1)); invs[0].Total.Amount != want {
+			t.Fatalf("tenant %d total %s, want %s", i, invs[0].Total.Amount, want)
+		}
+		var seq int
+		fmt.Sscanf(invs[0].Number[strings.LastIndex(invs[0].Number, "-")+1:], "%d", &seq)
+		seqs = append(seqs, seq)
+	}
+	sort.Ints(seqs)
+	for i, s := range seqs {
+		if s != i+1 {
+			t.Fatalf("numbers not gapless: %v", seqs)
+		}
+	}
+	pending := 0
+	e.faults.Range(func(any, any) bool { pending++; return true })
+	if pending != 0 {
+		t.Fatalf("%d injected failures never happened", pending)
+	}
+}
+
+// TestBillingRunFailed bills June 2026 (a period no other test bills) for three tenants of one
+// partner: one with seats only, one with usage of a SKU whose first rate takes effect on
+// 2026-06-15 (so no rate is in effect in June: permanently unbillable) and one whose worker
+// fails at every delivery (given up at the fourth, from ApproximateReceiveCount). The run ends
+// "failed" with both reasons; a second run retries the failed tenants and invoices the one that
+// recovered; once the catalog has a June rate a third run invoices the last one and completes.
+// Every tenant has one invoice in the end, numbered without gaps.
+func TestBillingRunFailed(t *testing.T) {
+	e := billingServer(t)
+	a := e.admin(t)
+	defer e.clock.Set(time.Time{})
+	e.clock.Set(time.Date(2026, 6, 2, 12, 0, 0, 0, time.UTC))
+	pr := create(t, a, "partners", map[string]any{"name": "Failing", "parent": parent("platform", "platform")})
+	code := uniq("late-rate")
+	body := storageSKU(code)
+	body["effectiveFrom"] = "2026-06-15"
+	sku := mkSKU(t, a, body)
+	plan := mkPlan(t, a, uniq("fail"), true, sku.ID)
+	e.clock.Set(time.Date(2026, 6, 25, 12, 0, 0, 0, time.UTC))
+	var tenants []string
+	for _, name := range []string{"Good", "NoRate", "Flaky"} {
+		tn := create(t, a, "tenants", map[string]any{"name": name, "parent": parent("partner", pr.ID)})
+		a.must(201, "POST", "/api/v1/subscriptions", map[string]any{"tenantId": tn.ID, "planId": plan.ID, "quantity": 2,
+			"startDate": "2026-06-01T00:00:00Z"}, nil)
+		tenants = append(tenants, tn.ID)
+	}
+	good, noRate, flaky := tenants[0], tenants[1], tenants[2]
+	var res struct {
+		Accepted int `json:"accepted"`
+	}
+	a.must(202, "POST", "/api/v1/usage", map[string]any{"records": []map[string]any{{"id": uniq("u"), "tenantId": noRate, "sku": code,
+		"quantity": 10, "timestamp": "2026-06-20T10:00:00Z"}}}, &res)
+	if res.Accepted != 1 {
+		t.Fatalf("usage not accepted: %+v", res)
+	}
+	e.faults.Store(flaky, "before_issue*")
+	defer e.faults.Delete(flaky)
+
+	e.clock.Set(time.Date(2026, 7, 1, 0, 5, 0, 0, time.UTC))
+	run := runBilling(t, a, "2026-06")
+	if run.Status != "failed" || run.TenantsDone != run.TenantsTotal || run.TenantsFailed != 2 || run.InvoicesCreated != run.TenantsTotal-2 ||
+		run.CompletedAt == nil || len(run.Failures) != 2 {
+		t.Fatalf("run %+v", run)
+	}
+	reasons := map[string]string{}
+	for _, f := range run.Failures {
+		reasons[f.TenantID] = f.Code + ": " + f.Reason
+		if f.TenantID == flaky && f.Attempts < 4 {
+			t.Errorf("flaky tenant given up after %d attempts", f.Attempts)
+		}
+	}
+	if !strings.HasPrefix(reasons[noRate], "unbillable: SKU "+code+" has no rate in effect in 2026-06") ||
+		!strings.HasPrefix(reasons[flaky], "attempts_exhausted: ") {
+		t.Fatalf("failures %v", reasons)
+	}
+	count := func(tenant string) []invoiceOut {
+		var invs []invoiceOut
+		a.must(200, "GET", "/api/v1/invoices?tenantId="+tenant+"&period=2026-06", nil, &invs)
+		return invs
+	}
+	if len(count(good)) != 1 || len(count(noRate)) != 0 || len(count(flaky)) != 0 {
+		t.Fatal("invoices after the failed run")
+	}
+
+	// The flaky worker recovers: a second run invoices it and fails the unbillable tenant again.
+	e.faults.Delete(flaky)
+	e.clock.Set(time.Date(2026, 7, 1, 1, 0, 0, 0, time.UTC))
+	second := runBilling(t, a, "2026-06")
+	if second.Status != "failed" || second.TenantsFailed != 1 || second.InvoicesCreated != 1 || second.Failures[0].TenantID != noRate {
+		t.Fatalf("second run %+v", second)
+	}
+
+	// A June rate fixes the catalog (set in May, when June had not started); the next run
+	// invoices the last tenant and completes. (The worker caches the catalog for a minute of
+	// its clock: the run is an hour later.)
+	e.clock.Set(time.Date(2026, 5, 20, 0, 0, 0, 0, time.UTC))
+	a.must(200, "PUT", "/api/v1/pricing/"+sku.ID, map[string]any{"model": "per_unit", "unitPrice": "0.50", "effectiveFrom": "2026-06-01"}, nil)
+	e.clock.Set(time.Date(2026, 7, 1, 2, 0, 0, 0, time.UTC))
+	third := runBilling(t, a, "2026-06")
+	if third.Status != "completed" || third.TenantsFailed != 0 || third.InvoicesCreated != 1 || len(third.Failures) != 0 {
+		t.Fatalf("third run %+v", third)
+	}
+	var seqs []int
+	for _, tn := range tenants {
+		invs := count(tn)
+		if len(invs) != 1 {
+			t.Fatalf("tenant %s: %d invoices", tn, len(invs))
+		}
+		var seq int
+		fmt.Sscanf(invs[0].Number[strings.LastIndex(invs[0].Number, "-")+1:], "%d", &seq)
+		seqs = append(seqs, seq)
+	}
+	sort.Ints(seqs)
+	if fmt.Sprint(seqs) != "[1 2 3]" {
+		t.Fatalf("numbers %v", seqs)
+	}
+	// 2 seats x 30.00, plus 10 units at the new rate's 0.50 (it includes no quantity): 65.00.
+	if inv := count(noRate)[0]; inv.Total.Amount != "65.00" || len(inv.Lines) != 2 || inv.Lines[1].Amount.Amount != "5.00" {
+		t.Fatalf("no-rate tenant's invoice %+v", inv)
+	}
+}
