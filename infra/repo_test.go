@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/channelbilling/cms/shared/app"
+	"github.com/channelbilling/cms/shared/billing"
 	"github.com/channelbilling/cms/shared/httpapi"
 	"github.com/channelbilling/cms/shared/tablestore"
 )
@@ -277,6 +278,9 @@ func TestSAMTemplateMatchesTheStack(t *testing.T) {
 			for _, st := range list(pol.(map[string]any)["Statement"]) {
 				s := st.(map[string]any)
 				for _, a := range strs(s["Action"]) {
+					if !strings.HasPrefix(a, "dynamodb:") {
+						continue // queues, buckets: TestSAMNonTableAccess
+					}
 					if a == actQuery {
 						query = mentions(s["Resource"], "Table") && strings.Contains(fmt.Sprint(s["Resource"]), "/index/"+"GSI1")
 					} else {
@@ -403,6 +407,18 @@ func TestSampleEventsHaveTheHandlersShape(t *testing.T) {
 					var ev events.DynamoDBEvent
 					strict(&ev)
 					checkStreamEvent(t, ev)
+				case name == "usagequeue" || name == "billingworker":
+					var ev events.SQSEvent
+					strict(&ev)
+					checkSQSEvent(t, name, ev)
+				case name == "usagestream":
+					var ev events.KinesisEvent
+					strict(&ev)
+					checkKinesisEvent(t, ev)
+				case name == "usagefiles":
+					var ev events.S3Event
+					strict(&ev)
+					checkS3Event(t, ev)
 				case name == "bootstrap":
 					var ev app.BootstrapEvent
 					strict(&ev)
@@ -519,6 +535,60 @@ func checkStreamEvent(t *testing.T, ev events.DynamoDBEvent) {
 	}
 }
 
+// checkSQSEvent checks an SQS batch as the event source mapping delivers it; the billing
+// worker's bodies must be billing messages.
+func checkSQSEvent(t *testing.T, fn string, ev events.SQSEvent) {
+	t.Helper()
+	if len(ev.Records) == 0 || len(ev.Records) > 10 {
+		t.Fatalf("%d records; the mapping delivers 1 to 10", len(ev.Records))
+	}
+	arn := regexp.MustCompile(`^arn:aws:sqs:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]+$`)
+	for i, r := range ev.Records {
+		if r.EventSource != "aws:sqs" || !arn.MatchString(r.EventSourceARN) || r.MessageId == "" || r.ReceiptHandle == "" || r.Body == "" ||
+			r.Attributes["ApproximateReceiveCount"] == "" {
+			t.Errorf("record %d is not an SQS message of an event source mapping: %+v", i, r)
+		}
+		if fn == "billingworker" {
+			m, err := billing.ParseMessage(r.Body)
+			if err != nil || !slices.Contains([]string{billing.KindStart, billing.KindFanout, billing.KindTenant, billing.KindClose}, m.Kind) {
+				t.Errorf("record %d: not a billing message: %q (%v)", i, r.Body, err)
+			}
+		}
+	}
+}
+
+// checkKinesisEvent checks a Kinesis batch: base64 data (decoded by the event's type) that is JSON.
+func checkKinesisEvent(t *testing.T, ev events.KinesisEvent) {
+	t.Helper()
+	if len(ev.Records) == 0 {
+		t.Fatal("no records")
+	}
+	arn := regexp.MustCompile(`^arn:aws:kinesis:[a-z0-9-]+:\d{12}:stream/[A-Za-z0-9_.-]+$`)
+	for i, r := range ev.Records {
+		if r.EventSource != "aws:kinesis" || r.EventName != "aws:kinesis:record" || !arn.MatchString(r.EventSourceArn) ||
+			r.Kinesis.SequenceNumber == "" || r.Kinesis.PartitionKey == "" || !strings.HasSuffix(r.EventID, ":"+r.Kinesis.SequenceNumber) {
+			t.Errorf("record %d is not a record of a stream: %+v", i, r)
+		}
+		if !json.Valid(r.Kinesis.Data) {
+			t.Errorf("record %d: data is not JSON: %q", i, r.Kinesis.Data)
+		}
+	}
+}
+
+// checkS3Event checks an object-created notification of the usage bucket, under usage/.
+func checkS3Event(t *testing.T, ev events.S3Event) {
+	t.Helper()
+	if len(ev.Records) == 0 {
+		t.Fatal("no records")
+	}
+	for i, r := range ev.Records {
+		if r.EventSource != "aws:s3" || !strings.HasPrefix(r.EventName, "ObjectCreated:") || r.S3.Bucket.Name == "" ||
+			r.S3.Bucket.Arn != "arn:aws:s3:::"+r.S3.Bucket.Name || !strings.HasPrefix(r.S3.Object.Key, usageFilePrefix) || r.S3.Object.Size <= 0 {
+			t.Errorf("record %d is not an object-created notification under %s: %+v", i, usageFilePrefix, r)
+		}
+	}
+}
+
 func routeFunction(method, path string) string {
 	for _, r := range app.AllRoutes() {
 		if r.Method == method && r.Path == path {
@@ -526,4 +596,83 @@ func routeFunction(method, path string) string {
 		}
 	}
 	return ""
+}
+
+// TestSAMNonTableAccess checks template.yaml's wiring of the functions that are not (only) HTTP:
+// their event sources, what they may do besides the table, the usage bucket's notification and
+// the billing schedule, against the stack's choices.
+func TestSAMNonTableAccess(t *testing.T) {
+	res := samTemplate(t)["Resources"].(map[string]any)
+	fnProps := func(name string) map[string]any { return props(res[samLogicalID(name)].(map[string]any)) }
+	event := func(name, typ string) map[string]any {
+		t.Helper()
+		for _, ev := range fnProps(name)["Events"].(map[string]any) {
+			if e := ev.(map[string]any); e["Type"] == typ {
+				return e["Properties"].(map[string]any)
+			}
+		}
+		t.Fatalf("template.yaml %s has no %s event", samLogicalID(name), typ)
+		return nil
+	}
+	other := func(name string) map[string][]string { // action -> resources (JSON)
+		out := map[string][]string{}
+		for _, pol := range list(fnProps(name)["Policies"]) {
+			for _, st := range list(pol.(map[string]any)["Statement"]) {
+				s := st.(map[string]any)
+				for _, a := range strs(s["Action"]) {
+					if strings.HasPrefix(a, "dynamodb:") {
+						continue
+					}
+					for _, r := range list(s["Resource"]) {
+						b, _ := json.Marshal(r)
+						out[a] = append(out[a], string(b))
+					}
+				}
+			}
+		}
+		return out
+	}
+	wantOther := map[string]map[string][]string{
+		"usagequeue":    {"sqs:SendMessage": {`{"Fn::GetAtt":["UsageDeadLetters","Arn"]}`}},
+		"usagestream":   {"sqs:SendMessage": {`{"Fn::GetAtt":["UsageDeadLetters","Arn"]}`}},
+		"usagefiles":    {"s3:GetObject": {`{"Fn::Sub":"arn:${AWS::Partition}:s3:::${AWS::StackName}-usage-${AWS::AccountId}-${AWS::Region}/usage/*"}`}, "s3:PutObject": {`{"Fn::Sub":"arn:${AWS::Partition}:s3:::${AWS::StackName}-usage-${AWS::AccountId}-${AWS::Region}/reports/usage/*"}`}},
+		"billing":       {"sqs:SendMessage": {`{"Fn::GetAtt":["BillingQueue","Arn"]}`}},
+		"billingworker": {"sqs:SendMessage": {`{"Fn::GetAtt":["BillingQueue","Arn"]}`}, "s3:PutObject": {`{"Fn::Sub":"${ExportsBucket.Arn}/exports/*"}`}},
+	}
+	for name := range Functions {
+		got := other(name)
+		if name == "publisher" {
+			continue // SAM's EventBridgePutEventsPolicy
+		}
+		if w := wantOther[name]; fmt.Sprint(got) != fmt.Sprint(w) && !(len(got) == 0 && len(w) == 0) {
+			t.Errorf("template.yaml %s may %v, want %v", name, got, w)
+		}
+	}
+
+	if e := event("usagequeue", "SQS"); !mentions(e["Queue"], "UsageQueue") || !slices.Equal(strs(e["FunctionResponseTypes"]), []string{"ReportBatchItemFailures"}) {
+		t.Errorf("template.yaml usagequeue event: %v", e)
+	}
+	if e := event("billingworker", "SQS"); !mentions(e["Queue"], "BillingQueue") || num(e["BatchSize"]) != 10 || !slices.Equal(strs(e["FunctionResponseTypes"]), []string{"ReportBatchItemFailures"}) {
+		t.Errorf("template.yaml billingworker event: %v", e)
+	}
+	if e := event("usagestream", "Kinesis"); !mentions(e["Stream"], "UsageStream") || !slices.Equal(strs(e["FunctionResponseTypes"]), []string{"ReportBatchItemFailures"}) ||
+		e["BisectBatchOnFunctionError"] != true || !mentions(e["DestinationConfig"], "UsageDeadLetters") {
+		t.Errorf("template.yaml usagestream event: %v", e)
+	}
+
+	q := props(res["BillingQueue"].(map[string]any))
+	if num(q["VisibilityTimeout"]) < 6*BillingWorkerTimeout.Seconds() || num(q["RedrivePolicy"].(map[string]any)["maxReceiveCount"]) != 5 {
+		t.Errorf("template.yaml BillingQueue: %v", q)
+	}
+	sch := props(res["BillingSchedule"].(map[string]any))
+	tg := sch["Target"].(map[string]any)
+	if sch["ScheduleExpression"] != BillingSchedule || sch["ScheduleExpressionTimezone"] != "UTC" || !mentions(tg["Arn"], "BillingQueue") || tg["Input"] != BillingStartMessage {
+		t.Errorf("template.yaml BillingSchedule: %v", sch)
+	}
+
+	bucket := res["UsageBucket"].(map[string]any)
+	lc := list(props(bucket)["NotificationConfiguration"].(map[string]any)["LambdaConfigurations"])
+	if len(lc) != 1 || !mentions(lc[0], samLogicalID("usagefiles")) || !strings.Contains(fmt.Sprint(lc[0]), usageFilePrefix) || bucket["DependsOn"] != "UsageBucketInvokesUsagefiles" {
+		t.Errorf("template.yaml UsageBucket notification: %v (DependsOn %v)", lc, bucket["DependsOn"])
+	}
 }

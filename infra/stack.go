@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambdaeventsources"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsscheduler"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssnssubscriptions"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
@@ -46,6 +48,9 @@ const (
 	actDelete    = "dynamodb:DeleteItem"
 	actCondCheck = "dynamodb:ConditionCheckItem"
 	actQuery     = "dynamodb:Query"
+	// actBatchWrite is granted to the billing worker only: the commission run writes its lines
+	// 25 per BatchWriteItem. It allows nothing the worker's Put and Delete do not already allow.
+	actBatchWrite = "dynamodb:BatchWriteItem"
 )
 
 // TableAccess is what one function may do on the table: item actions on the table itself and
@@ -73,6 +78,23 @@ var (
 	// transactional writes with condition checks, ancestor BatchGet, subtree listing on GSI1,
 	// per-item collections (price overrides, subscription history) by Query on the table.
 	accessResource = TableAccess{Items: []string{actGet, actBatchGet, actPut, actUpdate, actDelete, actCondCheck}, Query: true}
+	// accessUsageAPI: the usage routes. Recording: ancestor and claim BatchGets, conditional
+	// puts of records and aggregate logs (transactions of puts), flag and claim updates,
+	// reads of the catalog and subscriptions (GSI1); Delete releases an Idempotency-Key. No
+	// ConditionCheck: usage never checks an item it does not write.
+	accessUsageAPI = TableAccess{Items: []string{actGet, actBatchGet, actPut, actUpdate, actDelete}, Query: true}
+	// accessUsageConsumer: the queue, stream and file consumers record usage as the API does;
+	// they serve no HTTP (no secret, no Idempotency-Key), so no Delete.
+	accessUsageConsumer = TableAccess{Items: []string{actGet, actBatchGet, actPut, actUpdate}, Query: true}
+	// accessBillingAPI: runs (conditional put, query of the run's partition), the summary
+	// (invoices on GSI1, BatchGet), the secrets; Delete releases an Idempotency-Key.
+	accessBillingAPI = TableAccess{Items: []string{actGet, actBatchGet, actPut, actDelete}, Query: true}
+	// accessBillingRead: invoices and commissions only read (PutItem: the start-up secrets).
+	accessBillingRead = TableAccess{Items: []string{actGet, actBatchGet, actPut}, Query: true}
+	// accessBillingWorker: runs, invoices in one transaction (puts, updates, the tenant's
+	// ConditionCheck), usage flags acknowledged by conditional DeleteItem, commission lines by
+	// BatchWriteItem (its only user), subscriptions and invoices on GSI1.
+	accessBillingWorker = TableAccess{Items: []string{actGet, actBatchGet, actPut, actUpdate, actDelete, actCondCheck, actBatchWrite}, Query: true}
 )
 
 // FunctionSpec sizes one Lambda function and says what it may do on the table. Wire, when set,
@@ -108,7 +130,33 @@ var Functions = map[string]FunctionSpec{
 
 	// The outbox publisher reads the table's stream, not the table, and needs no secret.
 	"publisher": {Description: "Outbox publisher: table stream -> EventBridge bus", MemoryMB: 256, Timeout: 30 * time.Second, Wire: wirePublisher},
+
+	// Usage (docs/deploy.md). 29 s: API Gateway's integration limit; a POST holds up to 1,000
+	// records.
+	"usage":       {Description: "Usage records: POST and GET /api/v1/usage", MemoryMB: 1024, Timeout: 29 * time.Second, Table: accessUsageAPI},
+	"usagequeue":  {Description: "Usage queue consumer (SQS event source)", MemoryMB: 512, Timeout: UsageQueueConsumerTimeout, Table: accessUsageConsumer, Wire: wireUsageQueue},
+	"usagestream": {Description: "Usage stream consumer (Kinesis event source)", MemoryMB: 512, Timeout: 60 * time.Second, Table: accessUsageConsumer, Wire: wireUsageStream},
+	"usagefiles":  {Description: "Usage file drops (S3 notifications of usage/), writes reports/", MemoryMB: 1024, Timeout: 5 * time.Minute, Table: accessUsageConsumer, Wire: wireUsageFiles},
+
+	// Billing (docs/billing.md). The summary and commission queries read whole periods.
+	"billing":       {Description: "Billing runs and summary", MemoryMB: 512, Timeout: 29 * time.Second, Table: accessBillingAPI, Wire: wireBillingAPI},
+	"invoices":      {Description: "Invoices routes", MemoryMB: 512, Timeout: 29 * time.Second, Table: accessBillingRead},
+	"commissions":   {Description: "Commissions routes", MemoryMB: 512, Timeout: 29 * time.Second, Table: accessBillingRead},
+	"billingworker": {Description: "Billing worker: runs, invoices, commissions, exports (SQS event source)", MemoryMB: 1024, Timeout: BillingWorkerTimeout, Table: accessBillingWorker, Wire: wireBillingWorker},
 }
+
+// The consumers' timeouts set their queues' visibility timeouts (six times, as Lambda's SQS
+// event source recommends).
+const (
+	UsageQueueConsumerTimeout = 30 * time.Second
+	BillingWorkerTimeout      = 5 * time.Minute
+)
+
+// BillingSchedule starts the monthly billing run: 00:05 UTC on the 1st, for the month that ended.
+const BillingSchedule = "cron(5 0 1 * ? *)"
+
+// BillingStartMessage is what the schedule sends to the billing queue (billing.KindStart).
+const BillingStartMessage = `{"kind":"start"}`
 
 // AuthorizerFunction is the name of the function used as the API's Lambda authorizer.
 const AuthorizerFunction = "authorizer"
@@ -135,8 +183,8 @@ type CmsStackProps struct {
 	// DistDir holds one <function>/bootstrap per function (make build). Default: ../dist.
 	DistDir string
 	// Config is the functions' configuration, rendered into their environment (CMS_*). Its
-	// Table and EventBus are ignored: the functions get the stack's table and bus. nil:
-	// app.Defaults().
+	// Table, EventBus, queues, stream and buckets are ignored: the functions get the stack's.
+	// nil: app.Defaults().
 	Config *app.Config
 	// Routes are the HTTP routes; default app.AllRoutes(), the routes the code serves.
 	Routes []httpapi.Route
@@ -159,6 +207,13 @@ type CmsStack struct {
 	Functions  map[string]awslambda.Function
 	UsageQueue awssqs.Queue
 	UsageDLQ   awssqs.Queue
+	// BillingQueue feeds the billing worker; BillingDLQ receives what failed 5 times.
+	BillingQueue awssqs.Queue
+	BillingDLQ   awssqs.Queue
+	// BillingSchedule sends {"kind":"start"} to BillingQueue monthly; BillingScheduleRole may
+	// send to that queue only.
+	BillingSchedule     awsscheduler.CfnSchedule
+	BillingScheduleRole awsiam.Role
 	// PublisherDLQ receives the description of stream batches the publisher gave up on.
 	PublisherDLQ awssqs.Queue
 	Stream       awskinesis.Stream
@@ -167,6 +222,11 @@ type CmsStack struct {
 	Bus          awsevents.EventBus
 	AlarmTopic   awssns.Topic
 	UsagePlans   map[string]awsapigateway.UsagePlan
+	// UsageBucketName is the usage bucket's fixed name (<stack>-usage-<account>-<region>): the
+	// functions, the usagefiles policy and its S3 invoke permission use it instead of a reference
+	// to the bucket, which would make a cycle (bucket -> notification permission -> function ->
+	// bucket).
+	UsageBucketName *string
 
 	alarmAction awscloudwatch.IAlarmAction
 }
@@ -191,7 +251,11 @@ func NewCmsStack(scope constructs.Construct, id string, props *CmsStackProps) (*
 	if distDir == "" {
 		distDir = filepath.Join("..", "dist")
 	}
-	if err := check(routes, cfg, distDir); err != nil {
+	stackName := id
+	if props.StackName != nil {
+		stackName = *props.StackName
+	}
+	if err := check(routes, cfg, distDir, stackName); err != nil {
 		return nil, err
 	}
 	stageRate, stageBurst := props.StageRate, props.StageBurst
@@ -217,13 +281,20 @@ func NewCmsStack(scope constructs.Construct, id string, props *CmsStackProps) (*
 		s.AlarmTopic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(props.AlarmEmail), nil))
 	}
 	s.alarmAction = awscloudwatchactions.NewSnsAction(s.AlarmTopic)
-	s.newUsageIngestion()
+	s.newUsageIngestion(stackName)
+	s.newBillingQueue()
 	s.Bus = awsevents.NewEventBus(stack, jsii.String("Events"), &awsevents.EventBusProps{
 		Description: jsii.String("Domain events of the channel billing platform (outbox publisher, webhooks)"),
 	})
 
 	// The stack's own resources; every other setting comes from cfg.
-	env := map[string]*string{"CMS_TABLE": s.Table.TableName(), "CMS_EVENT_BUS": s.Bus.EventBusName()}
+	env := map[string]*string{
+		"CMS_TABLE": s.Table.TableName(), "CMS_EVENT_BUS": s.Bus.EventBusName(),
+		// URLs, not names: no function needs sqs:GetQueueUrl.
+		"CMS_USAGE_QUEUE": s.UsageQueue.QueueUrl(), "CMS_USAGE_DLQ": s.UsageDLQ.QueueUrl(),
+		"CMS_USAGE_BUCKET": s.UsageBucketName, "CMS_USAGE_STREAM": s.Stream.StreamName(),
+		"CMS_BILLING_QUEUE": s.BillingQueue.QueueUrl(), "CMS_EXPORTS_BUCKET": s.Exports.BucketName(),
+	}
 	for k, v := range ConfigEnv(cfg) {
 		if env[k] == nil {
 			env[k] = jsii.String(v)
@@ -246,6 +317,7 @@ func NewCmsStack(scope constructs.Construct, id string, props *CmsStackProps) (*
 		alarm.AddAlarmAction(s.alarmAction)
 	}
 
+	s.newBillingSchedule()
 	s.newAPI(routes, props.APIKeyRequired, stageRate, stageBurst)
 	apiErrors := awscloudwatch.NewAlarm(stack, jsii.String("Api5xx"), &awscloudwatch.AlarmProps{
 		AlarmDescription: jsii.String("The API answered 5xx (integration errors, timeouts, authorizer failures)."),
@@ -267,6 +339,9 @@ func NewCmsStack(scope constructs.Construct, id string, props *CmsStackProps) (*
 	out("UsageStreamName", "Usage records stream", s.Stream.StreamName())
 	out("UsageBucketName", "Usage file drops (usage/ prefix)", s.Usage.BucketName())
 	out("ExportsBucketName", "Finance exports (exports/<YYYY-MM>/)", s.Exports.BucketName())
+	out("BillingQueueUrl", "Billing work queue (the schedule and POST /billing/runs start runs on it)", s.BillingQueue.QueueUrl())
+	out("BillingDeadLetterQueueUrl", "Billing messages that failed 5 times", s.BillingDLQ.QueueUrl())
+	out("BillingScheduleName", "Monthly billing run: "+BillingSchedule+" UTC", s.BillingSchedule.Ref())
 	out("EventBusName", "Domain events bus", s.Bus.EventBusName())
 	if s.PublisherDLQ != nil {
 		out("PublisherDeadLetterQueueUrl", "Stream batches the outbox publisher gave up on", s.PublisherDLQ.QueueUrl())
@@ -279,8 +354,13 @@ func NewCmsStack(scope constructs.Construct, id string, props *CmsStackProps) (*
 }
 
 // check validates the inputs of NewCmsStack, reporting every problem at once.
-func check(routes []httpapi.Route, cfg app.Config, distDir string) error {
+func check(routes []httpapi.Route, cfg app.Config, distDir, stackName string) error {
 	var errs []error
+	// The usage bucket is named <stack>-usage-<account>-<region> (at most 63 characters; regions
+	// have at most 14).
+	if !regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,28}$`).MatchString(strings.ToLower(stackName)) {
+		errs = append(errs, fmt.Errorf("stack name %q: the usage bucket is named after it: at most 29 letters, digits and hyphens", stackName))
+	}
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("configuration: %w", err))
 	}
@@ -468,9 +548,10 @@ var gatewayResponses = []GatewayResponse{
 	{"DEFAULT_5XX", 500, "internal", "Internal error."},
 }
 
-// newUsageIngestion defines the usage channels that the usage functions of later issues consume:
-// the queue with its dead-letter queue, the stream, and the usage and exports buckets.
-func (s *CmsStack) newUsageIngestion() {
+// newUsageIngestion defines the usage channels that usagequeue, usagestream and usagefiles
+// consume (their Wire functions, consumers.go): the queue with its dead-letter queue, the stream,
+// the usage bucket (named by its fixed name, UsageBucketName) and the exports bucket.
+func (s *CmsStack) newUsageIngestion(stackName string) {
 	stack := s.Stack
 	s.UsageDLQ = awssqs.NewQueue(stack, jsii.String("UsageDeadLetters"), &awssqs.QueueProps{
 		RetentionPeriod: awscdk.Duration_Days(jsii.Number(14)),
@@ -497,8 +578,9 @@ func (s *CmsStack) newUsageIngestion() {
 		RemovalPolicy:   awscdk.RemovalPolicy_DESTROY,
 	})
 
-	bucket := func(id string, versioned bool) awss3.Bucket {
+	bucket := func(id string, versioned bool, name *string) awss3.Bucket {
 		return awss3.NewBucket(stack, jsii.String(id), &awss3.BucketProps{
+			BucketName:        name,
 			BlockPublicAccess: awss3.BlockPublicAccess_BLOCK_ALL(),
 			Encryption:        awss3.BucketEncryption_S3_MANAGED,
 			EnforceSSL:        jsii.Bool(true),
@@ -510,9 +592,10 @@ func (s *CmsStack) newUsageIngestion() {
 			}},
 		})
 	}
-	s.Usage = bucket("UsageBucket", false)
+	s.UsageBucketName = jsii.String(strings.ToLower(stackName) + "-usage-" + *awscdk.Aws_ACCOUNT_ID() + "-" + *awscdk.Aws_REGION())
+	s.Usage = bucket("UsageBucket", false, s.UsageBucketName)
 	// Re-running an export replaces its files; versions keep what finance downloaded before.
-	s.Exports = bucket("ExportsBucket", true)
+	s.Exports = bucket("ExportsBucket", true, nil)
 }
 
 // alarmOnDepth alarms as soon as a dead-letter queue holds a message.
@@ -573,6 +656,12 @@ func ConfigEnv(cfg app.Config) map[string]string {
 		"CMS_LOG_LEVEL":            cfg.LogLevel,
 		"CMS_IDP_LINK_BY_EMAIL":    strconv.FormatBool(cfg.LinkByEmail),
 		"CMS_EVENT_BUS":            cfg.EventBus,
+		"CMS_USAGE_QUEUE":          cfg.UsageQueue,
+		"CMS_USAGE_DLQ":            cfg.UsageDLQ,
+		"CMS_USAGE_BUCKET":         cfg.UsageBucket,
+		"CMS_USAGE_STREAM":         cfg.UsageStream,
+		"CMS_BILLING_QUEUE":        cfg.BillingQueue,
+		"CMS_EXPORTS_BUCKET":       cfg.ExportsBucket,
 	}
 	for _, p := range cfg.Providers {
 		prefix := "CMS_IDP_" + strings.ToUpper(p.Name) + "_"
