@@ -25,6 +25,7 @@ import (
 	"github.com/channelbilling/cms/shared/subscriptions"
 	"github.com/channelbilling/cms/shared/tablestore"
 	"github.com/channelbilling/cms/shared/usage"
+	"github.com/channelbilling/cms/shared/usagekeys"
 )
 
 // Names of the generated secrets kept in the table.
@@ -54,6 +55,8 @@ type Deps struct {
 	UsageStore *tablestore.Usage
 	// Billing runs billing, commissions and exports and answers their routes (billing.go).
 	Billing *billing.Service
+	// UsageKeys derives the API Gateway key values that meter callers (shared/usagekeys).
+	UsageKeys *usagekeys.Deriver
 }
 
 // NewLogger returns the JSON logger used in Lambda and locally.
@@ -92,6 +95,15 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *slog.Logger, d
 		return nil, fmt.Errorf("pagination key: %w", err)
 	}
 	d.Pager = httpapi.NewPager(pageKey)
+	// Created here with the other secrets, so that it exists before any token does: the
+	// authorizer, which may not write the table, only reads it.
+	usageSecret, err := store.Secret(ctx, usagekeys.SecretName, nil)
+	if err != nil {
+		return nil, fmt.Errorf("usage key secret: %w", err)
+	}
+	if d.UsageKeys, err = usagekeys.NewDeriver(usageSecret); err != nil {
+		return nil, err
+	}
 	issuer, err := auth.NewIssuer(d.Keys, cfg.TokenIssuer, cfg.TokenAudience, cfg.AccessTTL, time.Now)
 	if err != nil {
 		return nil, fmt.Errorf("token issuer: %w", err)
@@ -178,7 +190,7 @@ func (d *Deps) Handler(fn string) (*httpapi.API, error) {
 
 // Authorizer returns the Lambda authorizer.
 func (d *Deps) Authorizer() *authorizer.Authorizer {
-	return &authorizer.Authorizer{Verifier: d.Verifier, Users: d.Store, Entities: d.Store, Log: d.Log}
+	return &authorizer.Authorizer{Verifier: d.Verifier, Users: d.Store, Entities: d.Store, UsageKeys: d.UsageKeys, Log: d.Log}
 }
 
 // AllRoutes returns every HTTP route of every function, for the OpenAPI document, the local
