@@ -47,9 +47,11 @@ func New(db *dynamo.DB, table string) *Store {
 }
 
 // NewFromConfig returns a Store on the named table using an AWS configuration and optional
-// DynamoDB client options (such as a base endpoint).
+// DynamoDB client options (such as a base endpoint). The client retries with NewRetryer (also
+// transactions cancelled by a TransactionConflict); opts come after it and may replace it. Every
+// function and the local runner build their store here.
 func NewFromConfig(cfg aws.Config, table string, opts ...func(*dynamodb.Options)) *Store {
-	return New(dynamo.New(cfg, opts...), table)
+	return New(dynamo.New(cfg, append([]func(*dynamodb.Options){withRetryer}, opts...)...), table)
 }
 
 // DB returns the underlying guregu/dynamo handle, for the stores of other packages.
