@@ -2,9 +2,9 @@ package billing
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -30,8 +30,9 @@ type state struct {
 // with before and after). The first state starts at the start date (which may be earlier than
 // the creation: imports); each later one at its change. A state ends at the next change or at
 // its cancellation, whichever comes first. Adjacent states with one plan and one quantity (a
-// license key change) are merged.
-func timeline(sub *subscriptions.Subscription, hist []subscriptions.HistoryEntry) []state {
+// license key change) are merged. A state whose quantity is not a whole number of at least one
+// seat is an error: skipping it would leave its seats unbilled without anyone knowing.
+func timeline(sub *subscriptions.Subscription, hist []subscriptions.HistoryEntry) ([]state, error) {
 	type snap struct {
 		at time.Time
 		st *subscriptions.State
@@ -66,7 +67,7 @@ func timeline(sub *subscriptions.Subscription, hist []subscriptions.HistoryEntry
 		}
 		q, err := quantityOf(s.st.Quantity)
 		if err != nil {
-			continue
+			return nil, fmt.Errorf("the state from %s has %w", from.Format(time.RFC3339), err)
 		}
 		if n := len(out); n > 0 && out[n-1].planID == s.st.PlanID && out[n-1].quantity == q && out[n-1].to.Equal(from) {
 			out[n-1].to = to
@@ -74,16 +75,20 @@ func timeline(sub *subscriptions.Subscription, hist []subscriptions.HistoryEntry
 		}
 		out = append(out, state{planID: s.st.PlanID, quantity: q, from: from, to: to})
 	}
-	return out
+	return out, nil
 }
 
+// quantityOf returns a seat count: a whole number of at least 1 ("10", or "10.0" written with a
+// scale). It returns an error naming the value otherwise.
 func quantityOf(d money.Decimal) (int64, error) {
 	if !d.IsInteger() {
-		return 0, errors.New("quantity is not a whole number")
+		return 0, fmt.Errorf("a quantity of %s seats, not a whole number", d)
 	}
-	var n int64
-	_, err := fmt.Sscan(d.String(), &n)
-	return n, err
+	n, err := strconv.ParseInt(d.Round(0).String(), 10, 64)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("a quantity of %s seats, not a whole number of at least 1", d)
+	}
+	return n, nil
 }
 
 // overlaps reports whether a state lies (partly) in p.
@@ -196,8 +201,10 @@ type tenantData struct {
 }
 
 // rates returns the list rate and the tenant's override of the SKU with code for subscription
-// sub in period p: the rates in effect at p's first instant, with the included quantity of the
-// plan the subscription had at p's end.
+// sub in period p: the rates in effect at p's first instant. The list rate takes the included
+// quantity of the plan the subscription had at p's end (SPEC 11); the override is the complete
+// replacement rate the tenant's channel set (SPEC 8.3, docs/pricing.md), its own
+// includedQuantity included, so the plan's does not apply to it.
 func (s *Service) rates(ctx context.Context, d *tenantData, subID, code string, p period.Period) (pricing.Rate, *pricing.Rate, error) {
 	k, err := s.look.sku(ctx, code, s.now())
 	if err != nil {
@@ -230,9 +237,6 @@ func (s *Service) rates(ctx context.Context, d *tenantData, subID, code string, 
 		}
 		if r := o.RateAt(p); r != nil {
 			or := *r
-			if charge != nil {
-				or = charge.Apply(or)
-			}
 			ov = &or
 		}
 	}
@@ -299,7 +303,10 @@ func (s *Service) gather(ctx context.Context, tenantID string, p period.Period) 
 		if err != nil {
 			return nil, Input{}, err
 		}
-		states := timeline(sub, hist)
+		states, err := timeline(sub, hist)
+		if err != nil {
+			return nil, Input{}, unbillable("Subscription "+sub.ID+" cannot be billed: "+err.Error()+".", err)
+		}
 		d.subs[sub.ID] = states
 		for _, st := range states {
 			if !st.overlaps(p) {
