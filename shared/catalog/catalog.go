@@ -106,9 +106,10 @@ type PlanCharge struct {
 	IncludedQuantity *money.Decimal `json:"includedQuantity,omitempty"`
 }
 
-// Apply returns the rate a subscriber of the plan is charged for this SKU: r with the charge's
-// includedQuantity when the charge sets one. Billing applies it to the list rate and to a
-// tenant's override alike (docs/pricing.md).
+// Apply returns the list rate a subscriber of the plan is charged for this SKU: r with the
+// charge's includedQuantity when the charge sets one. Billing applies it to the list rate only: a
+// tenant's override is a complete replacement rate with its own includedQuantity
+// (docs/pricing.md).
 func (c PlanCharge) Apply(r pricing.Rate) pricing.Rate {
 	if c.IncludedQuantity != nil {
 		r.IncludedQuantity = *c.IncludedQuantity

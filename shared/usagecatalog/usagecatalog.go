@@ -381,8 +381,8 @@ func (s *Source) chain(ctx context.Context, t *usage.Tenant) ([]*hierarchy.Entit
 
 // Charge implements usage.Pricer: the SKU's rate in effect in the period with the included
 // quantity of the subscription's plan at the period's end (SPEC 11), carried down the tenant's
-// markup chain as of the period (or replaced by the tenant's override), rounded like an invoice
-// line.
+// markup chain as of the period (or replaced by the tenant's override, a complete rate with its
+// own included quantity), rounded like an invoice line.
 func (s *Source) Charge(ctx context.Context, ref usage.AggregateRef, quantity money.Decimal) (money.Money, error) {
 	t, err := s.Tenant(ctx, ref.TenantID)
 	if err != nil {
@@ -426,10 +426,9 @@ func (s *Source) Charge(ctx context.Context, ref usage.AggregateRef, quantity mo
 	for _, o := range ovs {
 		if o.SKUID == k.ID {
 			if r := o.RateAt(p); r != nil {
+				// A complete replacement rate: the plan's included quantity is the list
+				// rate's, not the override's (docs/pricing.md), as on the invoice.
 				or := *r
-				if charge != nil {
-					or = charge.Apply(or)
-				}
 				override = &or
 			}
 		}

@@ -273,6 +273,20 @@ func TestCharge(t *testing.T) {
 			t.Fatalf("%v %v", m, err)
 		}
 	})
+	t.Run("OverrideKeepsItsIncludedQuantity", func(t *testing.T) {
+		// In September sub_t2 is on "old", whose charge sets includedQuantity 0 for storage. The
+		// override includes 100 GB of its own and keeps them: (1250 - 100) x 0.07 = 80.50, not
+		// the 87.50 the plan's 0 would give (docs/pricing.md: a complete replacement rate).
+		cat.overrides = map[string][]*catalog.Override{"tnt_t": {{TenantID: "tnt_t", SKUID: "sku_st", Versions: []catalog.OverrideVersion{
+			{EffectiveFrom: "2026-09-01", Rate: &pricing.Rate{Model: pricing.PerUnit, UnitPrice: decp(t, "0.07"), IncludedQuantity: dec(t, "100")}}}}}}
+		defer func() { cat.overrides = nil }()
+		r := ref
+		r.Key.SubscriptionID, r.Key.Period = "sub_t2", octP.Prev()
+		m, err := src.Charge(ctx, r, dec(t, "1250"))
+		if err != nil || m.Amount.String() != "80.50" {
+			t.Fatalf("%v %v, want 80.50", m, err)
+		}
+	})
 	t.Run("ErrNoRate", func(t *testing.T) {
 		r := ref
 		r.Key.SKU = "VM-Hours"
