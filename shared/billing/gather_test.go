@@ -25,7 +25,9 @@ func perUnitSKU(tb testing.TB, id, code, price, included string) *catalog.SKU {
 		Rate: pricing.Rate{Model: pricing.PerUnit, UnitPrice: &p, IncludedQuantity: dec(tb, included)}}}}
 }
 
-func markups(m string) []hierarchy.Markup { return []hierarchy.Markup{{Markup: m, StartDate: "2026-01-01"}} }
+func markups(m string) []hierarchy.Markup {
+	return []hierarchy.Markup{{Markup: m, StartDate: "2026-01-01"}}
+}
 
 // TestInvoiceFromHistory bills October 2026 for a tenant under D (10 %) and P (20 %) from its
 // subscriptions' histories, through the service's own path (gather, timeline, planAtEnd, rates,
