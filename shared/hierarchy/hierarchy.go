@@ -85,17 +85,6 @@ type Entity struct {
 	Version         int64  `json:"-"`
 }
 
-// CurrentMarkup returns the newest markup entry that has started by now, or "" when none has.
-func (e *Entity) CurrentMarkup(now time.Time) string {
-	day := now.UTC().Format(time.DateOnly)
-	for _, m := range e.Markups { // newest first
-		if m.StartDate <= day {
-			return m.Markup
-		}
-	}
-	return ""
-}
-
 // MarkupAt returns the markup (percent) in effect in period p: the newest entry whose startDate
 // is on or before p's first instant (SPEC 8.3: a change takes effect from the first period that
 // starts on or after its startDate). It returns "" when no entry is in effect yet, which prices
