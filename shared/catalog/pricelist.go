@@ -245,7 +245,7 @@ func (s *PriceLists) overrideTarget(ctx context.Context, p access.Principal, ten
 }
 
 // effectiveChange returns the effective date of a change (default: the next period's first day)
-// after refusing one that falls before the current period. Invalid.
+// after refusing one that falls before the current period's first day (notBefore). Invalid.
 func effectiveChange(date string, now time.Time) (string, error) {
 	var f apperr.Fields
 	checkDate(&f, "effectiveFrom", date)
@@ -260,8 +260,9 @@ func effectiveChange(date string, now time.Time) (string, error) {
 }
 
 // PutOverride sets the rate a tenant pays for a SKU from the first period starting on or after
-// in.EffectiveFrom (default: the next period), keeping every earlier version. Forbidden, Invalid,
-// NotFound, Unprocessable, Conflict.
+// in.EffectiveFrom (default: the next period; the current period's first day reprices the
+// running one), keeping every earlier version. Forbidden, Invalid, NotFound, Unprocessable,
+// Conflict.
 func (s *PriceLists) PutOverride(ctx context.Context, p access.Principal, tenantID, skuID string, in OverrideInput) (*Override, error) {
 	if err := p.Require(access.PriceListsWrite); err != nil {
 		return nil, err
@@ -279,7 +280,9 @@ func (s *PriceLists) PutOverride(ctx context.Context, p access.Principal, tenant
 	}
 	rate := in.rate
 	return s.Catalog.UpdateOverride(ctx, tenantID, skuID, func(o *Override) error {
-		o.Versions = append(o.Versions, OverrideVersion{EffectiveFrom: from, Rate: &rate, CreatedAt: now, CreatedBy: p.UserID})
+		// In front, so that the stable sort puts it before a version with the same date and
+		// the same recording time: the later write wins even when the clock did not move.
+		o.Versions = append([]OverrideVersion{{EffectiveFrom: from, Rate: &rate, CreatedAt: now, CreatedBy: p.UserID}}, o.Versions...)
 		sortOverride(o.Versions)
 		o.UpdatedAt = now
 		return nil
@@ -324,9 +327,11 @@ func (s *PriceLists) EndOverride(ctx context.Context, p access.Principal, tenant
 				ends = append(ends, v.EffectiveFrom)
 			}
 		}
+		added := make([]OverrideVersion, 0, len(ends))
 		for _, d := range ends {
-			o.Versions = append(o.Versions, OverrideVersion{EffectiveFrom: d, CreatedAt: now, CreatedBy: p.UserID})
+			added = append(added, OverrideVersion{EffectiveFrom: d, CreatedAt: now, CreatedBy: p.UserID})
 		}
+		o.Versions = append(added, o.Versions...) // in front, as in PutOverride
 		sortOverride(o.Versions)
 		o.UpdatedAt = now
 		return nil

@@ -10,6 +10,7 @@ import (
 	"github.com/channelbilling/cms/shared/catalog"
 	"github.com/channelbilling/cms/shared/hierarchy"
 	"github.com/channelbilling/cms/shared/listing"
+	"github.com/channelbilling/cms/shared/pricing"
 )
 
 // fakeEntities is the read side of hierarchy.Store over a fixed tree; the price lists never
@@ -173,4 +174,90 @@ func TestPriceLists(t *testing.T) {
 			t.Fatalf("tenant: %v", err)
 		}
 	})
+}
+
+// TestChangeDatedOnRunningPeriod pins the edge of the effective-dating rule (SPEC 8.3, kept to
+// the letter): a rate change, an override or its end dated on the current period's first day is
+// accepted and applies to the running period; one dated a day earlier is refused (that period
+// may be invoiced); one dated later in the running period waits for the next. The clock is put
+// mid-month, at the period's first instant and at its last.
+func TestChangeDatedOnRunningPeriod(t *testing.T) {
+	ctx := context.Background()
+	partnerAdmin := access.Principal{UserID: "usr_p", Role: access.PartnerAdmin, ScopeID: "P", ScopeType: access.Partner, ScopePath: "/platform/D/P/"}
+	unitPrice := func(r *pricing.Rate) string {
+		if r == nil || r.UnitPrice == nil {
+			return "<none>"
+		}
+		return r.UnitPrice.String()
+	}
+	for _, now := range []time.Time{
+		time.Date(2026, 11, 18, 10, 0, 0, 0, time.UTC),
+		time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2026, 11, 30, 23, 59, 59, 999999999, time.UTC),
+	} {
+		t.Run(now.Format(time.RFC3339Nano), func(t *testing.T) {
+			cat, st := newService(now)
+			pl := &catalog.PriceLists{Catalog: st, Entities: channel(), PlatformCurrency: "EUR", Now: func() time.Time { return now }}
+			k := mustSKU(t, cat, `{"code":"api","name":"API","model":"per_unit","unitPrice":"0.10"}`)
+			nov, dec := MustPeriod(t, "2026-11"), MustPeriod(t, "2026-12")
+
+			t.Run("ErrDayBeforeTheRunningPeriod", func(t *testing.T) {
+				var in catalog.SKUUpdateInput
+				decode(t, `{"model":"per_unit","unitPrice":"0.20","effectiveFrom":"2026-10-31"}`, &in)
+				if _, err := cat.UpdateSKU(ctx, admin, k.ID, in); !fieldsOf(err)["effectiveFrom:in_past"] {
+					t.Fatalf("rate: %v", err)
+				}
+				var o catalog.OverrideInput
+				decode(t, `{"model":"per_unit","unitPrice":"0.07","effectiveFrom":"2026-10-31"}`, &o)
+				if _, err := pl.PutOverride(ctx, partnerAdmin, "T", k.ID, o); !fieldsOf(err)["effectiveFrom:in_past"] {
+					t.Fatalf("override: %v", err)
+				}
+				if _, err := pl.EndOverride(ctx, partnerAdmin, "T", k.ID, "2026-10-31"); !fieldsOf(err)["effectiveFrom:in_past"] {
+					t.Fatalf("end of override: %v", err)
+				}
+			})
+			t.Run("OK/RateOnTheFirstDayRepricesTheRunningPeriod", func(t *testing.T) {
+				var in catalog.SKUUpdateInput
+				decode(t, `{"model":"per_unit","unitPrice":"0.20","effectiveFrom":"2026-11-01"}`, &in)
+				got, err := cat.UpdateSKU(ctx, admin, k.ID, in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if v, _ := got.RateAt(nov); unitPrice(&v.Rate) != "0.20" || unitPrice(&got.Rate) != "0.20" || got.EffectiveFrom != "2026-11-01" {
+					t.Fatalf("November rate %s, shown %s from %s", unitPrice(&v.Rate), unitPrice(&got.Rate), got.EffectiveFrom)
+				}
+				decode(t, `{"model":"per_unit","unitPrice":"0.30","effectiveFrom":"2026-11-02"}`, &in)
+				if got, err = cat.UpdateSKU(ctx, admin, k.ID, in); err != nil {
+					t.Fatal(err)
+				}
+				n, _ := got.RateAt(nov)
+				d, _ := got.RateAt(dec)
+				if unitPrice(&n.Rate) != "0.20" || unitPrice(&d.Rate) != "0.30" {
+					t.Fatalf("a date inside the period waits for the next: November %s, December %s", unitPrice(&n.Rate), unitPrice(&d.Rate))
+				}
+			})
+			t.Run("OK/OverrideOnTheFirstDayRepricesTheRunningPeriod", func(t *testing.T) {
+				var o catalog.OverrideInput
+				decode(t, `{"model":"per_unit","unitPrice":"0.07","effectiveFrom":"2026-11-01"}`, &o)
+				if _, err := pl.PutOverride(ctx, partnerAdmin, "T", k.ID, o); err != nil {
+					t.Fatal(err)
+				}
+				page, err := pl.List(ctx, admin, "T", listing.Query{}, nil)
+				if err != nil || len(page.Items) != 1 || page.Period != nov {
+					t.Fatalf("%+v %v", page, err)
+				}
+				if it := page.Items[0]; !it.Overridden || it.OverrideFrom != "2026-11-01" || unitPrice(&it.Sell) != "0.07" {
+					t.Fatalf("November item %+v", it)
+				}
+				// Ended from the same day: the running period is back at the partner's price.
+				if _, err := pl.EndOverride(ctx, partnerAdmin, "T", k.ID, "2026-11-01"); err != nil {
+					t.Fatal(err)
+				}
+				page, err = pl.List(ctx, admin, "T", listing.Query{}, nil)
+				if err != nil || page.Items[0].Overridden {
+					t.Fatalf("after the end: %+v %v", page.Items, err)
+				}
+			})
+		})
+	}
 }

@@ -32,8 +32,13 @@ func (s *Service) now() time.Time {
 	return time.Now().UTC()
 }
 
-// notBefore refuses an effective date before the current period's first day: periods already
-// running or past keep the prices they started with (the same rule as markups).
+// notBefore refuses an effective date before the current period's first day (the same rule as
+// markups): a period that has ended may already be invoiced and keeps the prices it was billed
+// with. A date on the current period's first day passes: SPEC 8.3 puts such a change in effect
+// from the running period, which is not invoiced before it ends; its charges are computed when
+// asked for (GET /usage, billing), so the whole month is repriced at once and no invoice
+// changes. Rate changes and overrides default to the next period so that the running one changes
+// only when asked.
 func notBefore(f *apperr.Fields, field, date string, now time.Time) {
 	first := period.Of(now).FirstDay()
 	if date < first {
@@ -137,8 +142,8 @@ func (s *Service) CreateSKU(ctx context.Context, p access.Principal, in SKUInput
 
 // UpdateSKU changes a SKU's name, unit or thresholds and, with a rate, records a new rate
 // version effective from the first period starting on or after its effectiveFrom (default: the
-// next period). An effectiveFrom before the current period is refused. Forbidden, Invalid,
-// NotFound, Conflict.
+// next period). An effectiveFrom before the current period's first day is refused; one on that
+// day reprices the running period (see notBefore). Forbidden, Invalid, NotFound, Conflict.
 func (s *Service) UpdateSKU(ctx context.Context, p access.Principal, id string, in SKUUpdateInput) (*SKU, error) {
 	if err := p.Require(access.PricingUpdate); err != nil {
 		return nil, err
@@ -172,7 +177,9 @@ func (s *Service) UpdateSKU(ctx context.Context, p access.Principal, id string, 
 			k.Thresholds = in.thresholds
 		}
 		if in.rate != nil {
-			k.Rates = append(k.Rates, RateVersion{EffectiveFrom: from, Rate: *in.rate, CreatedAt: now, CreatedBy: p.UserID})
+			// In front, so that the stable sort puts it before a version with the same date and
+			// the same recording time: the later write wins even when the clock did not move.
+			k.Rates = append([]RateVersion{{EffectiveFrom: from, Rate: *in.rate, CreatedAt: now, CreatedBy: p.UserID}}, k.Rates...)
 			sortRates(k.Rates)
 		}
 		k.UpdatedAt = now

@@ -10,6 +10,7 @@ import (
 	"github.com/channelbilling/cms/shared/apperr"
 	"github.com/channelbilling/cms/shared/ids"
 	"github.com/channelbilling/cms/shared/listing"
+	"github.com/channelbilling/cms/shared/period"
 )
 
 type perms struct {
@@ -319,8 +320,11 @@ func (s *Service) Markups(ctx context.Context, p access.Principal, t access.Enti
 	return e.Markups, nil
 }
 
-// AddMarkup adds an entry to the markup history of an entity below the caller's scope. The start
-// date may not fall before the current period: periods already running keep their prices.
+// AddMarkup adds an entry to the markup history of an entity below the caller's scope. It takes
+// effect from the first period that starts on or after its start date (SPEC 8.3). A start date
+// before the current period's first day is refused (Invalid "in_past"): a period that has ended
+// may be invoiced and keeps the markup it was billed with. A start date on the current period's
+// first day is accepted and, by that rule, applies to the running period too (docs/catalog.md).
 // Forbidden, Invalid, NotFound, Unprocessable.
 func (s *Service) AddMarkup(ctx context.Context, p access.Principal, t access.EntityType, id string, in MarkupInput) (*Entity, error) {
 	if err := p.Require(permsOf[t].markupsWrite); err != nil {
@@ -337,12 +341,14 @@ func (s *Service) AddMarkup(ctx context.Context, p access.Principal, t access.En
 		return nil, apperr.New(apperr.Forbidden, "forbidden", "Your own markup is set by your parent.")
 	}
 	now := s.now()
-	periodStart := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC).Format(time.DateOnly)
+	periodStart := period.Of(now).FirstDay()
 	if in.StartDate < periodStart {
 		return nil, apperr.Field("startDate", "in_past", "startDate must not fall before the current period ("+periodStart+")")
 	}
 	return s.Store.UpdateEntity(ctx, id, func(e *Entity) error {
-		e.Markups = append(e.Markups, Markup{Markup: string(in.Markup), StartDate: in.StartDate, CreatedAt: now, CreatedBy: p.UserID})
+		// In front, so that the stable sort puts it before an entry with the same start date and
+		// the same recording time: the later write wins even when the clock did not move.
+		e.Markups = append([]Markup{{Markup: string(in.Markup), StartDate: in.StartDate, CreatedAt: now, CreatedBy: p.UserID}}, e.Markups...)
 		sortMarkups(e.Markups)
 		e.UpdatedAt = now
 		return nil
