@@ -3,6 +3,8 @@ package catalog_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,6 +81,23 @@ func TestSKUInputValidate(t *testing.T) {
 			[]string{"thresholds[1]:not_ascending", "thresholds[2]:invalid"}},
 		{"ErrEffectiveFrom", `{"code":"x","name":"X","model":"per_unit","unitPrice":1,"effectiveFrom":"2026-13-01"}`, []string{"effectiveFrom:invalid"}},
 		{"ErrEveryFieldAtOnce", `{"code":"bad code!","unitPrice":1}`, []string{"code:invalid", "name:required", "model:required"}},
+		{"ErrCodeMissing", `{"name":"X","model":"per_unit","unitPrice":1}`, []string{"code:required"}},
+		{"ErrNameTooLong", `{"code":"x","name":"` + strings.Repeat("n", 201) + `","model":"per_unit","unitPrice":1}`, []string{"name:too_long"}},
+		{"ErrNameControl", `{"code":"x","name":"X\tY","model":"per_unit","unitPrice":1}`, []string{"name:invalid"}},
+		{"ErrUnitTooLong", `{"code":"x","name":"X","unit":"` + strings.Repeat("u", 51) + `","model":"per_unit","unitPrice":1}`, []string{"unit:too_long"}},
+		{"ErrModelUnknown", `{"code":"x","name":"X","model":"tiered","unitPrice":1}`, []string{"model:invalid"}},
+		{"ErrUnitPriceMissing", `{"code":"x","name":"X","model":"per_unit"}`, []string{"unitPrice:required"}},
+		{"ErrIncludedNegative", `{"code":"x","name":"X","model":"per_unit","unitPrice":1,"includedQuantity":"-1"}`, []string{"includedQuantity:invalid"}},
+		{"ErrFirstTierZero", `{"code":"x","name":"X","model":"graduated","tiers":[{"upTo":0,"unitPrice":1},{"unitPrice":1}]}`, []string{"tiers[0].upTo:invalid"}},
+		{"ErrNoTiers", `{"code":"x","name":"X","model":"volume","tiers":[]}`, []string{"tiers:required"}},
+		{"ErrTooManyTiers", `{"code":"x","name":"X","model":"graduated","tiers":[` + strings.Repeat(`{"upTo":1,"unitPrice":1},`, catalog.MaxTiers) + `{"unitPrice":1}]}`,
+			[]string{"tiers:too_many"}},
+		{"ErrPackage", `{"code":"x","name":"X","model":"package","packageSize":0,"packagePrice":"-15","unitPrice":1}`,
+			[]string{"packageSize:invalid", "packagePrice:invalid", "unitPrice:not_allowed"}},
+		{"ErrPackageSizeMissing", `{"code":"x","name":"X","model":"package","packagePrice":"15"}`, []string{"packageSize:required"}},
+		{"ErrThresholdNotADecimal", `{"code":"x","name":"X","model":"per_unit","unitPrice":1,"thresholds":["many"]}`, []string{"thresholds[0]:invalid"}},
+		{"ErrTooManyThresholds", `{"code":"x","name":"X","model":"per_unit","unitPrice":1,"thresholds":[` + thresholds(catalog.MaxThresholds+1) + `]}`,
+			[]string{"thresholds:too_many"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var in catalog.SKUInput
@@ -116,6 +135,11 @@ func TestSKUUpdateInputValidate(t *testing.T) {
 		{"ErrRateWithoutModel", `{"unitPrice":"0.2"}`, []string{"model:required"}},
 		{"ErrDateWithoutRate", `{"effectiveFrom":"2027-01-01"}`, []string{"effectiveFrom:not_allowed"}},
 		{"ErrImmutable", `{"code":"y","currency":"USD"}`, []string{"code:immutable", "currency:immutable"}},
+		{"ErrNameEmpty", `{"name":""}`, []string{"name:required"}},
+		{"ErrUnitTooLong", `{"unit":"` + strings.Repeat("u", 51) + `"}`, []string{"unit:too_long"}},
+		{"ErrThresholds", `{"thresholds":[5,5]}`, []string{"thresholds[1]:not_ascending"}},
+		{"ErrRate", `{"model":"volume","tiers":[{"upTo":10,"unitPrice":1}],"effectiveFrom":"01/01/2027"}`,
+			[]string{"tiers[0].upTo:invalid", "effectiveFrom:invalid"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var in catalog.SKUUpdateInput
@@ -133,20 +157,117 @@ func TestSKUUpdateInputValidate(t *testing.T) {
 	}
 }
 
-func TestPlanInputValidate(t *testing.T) {
-	var in catalog.PlanInput
-	decode(t, `{"code":"pro","name":"Pro","basePrice":"-1","billingCycle":"yearly","charges":[{"skuId":"a"},{"skuId":"a","includedQuantity":"-2"},{}]}`, &in)
-	got := fieldsOf(in.Validate())
-	for _, w := range []string{"basePrice:invalid", "billingCycle:invalid", "charges[1].skuId:duplicate",
-		"charges[1].includedQuantity:invalid", "charges[2].skuId:required"} {
+// thresholds writes n ascending thresholds "1,2,...,n".
+func thresholds(n int) string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprint(i + 1)
+	}
+	return strings.Join(out, ",")
+}
+
+// checkFields fails unless err is Invalid with exactly the field:code pairs of want (nil: no
+// error at all).
+func checkFields(t *testing.T, err error, want []string) {
+	t.Helper()
+	if len(want) == 0 {
+		if err != nil {
+			t.Fatalf("unexpected %v", err)
+		}
+		return
+	}
+	if apperr.KindOf(err) != apperr.Invalid {
+		t.Fatalf("kind %v: %v", apperr.KindOf(err), err)
+	}
+	got := fieldsOf(err)
+	for _, w := range want {
 		if !got[w] {
 			t.Errorf("missing %s in %v", w, got)
 		}
 	}
-	var ok catalog.PlanInput
-	decode(t, `{"code":"pro","name":"Pro","basePrice":30.00,"charges":[{"skuId":"a","includedQuantity":10}]}`, &ok)
-	if err := ok.Validate(); err != nil {
-		t.Fatal(err)
+	if len(got) != len(want) {
+		t.Errorf("got %v, want exactly %v", got, want)
+	}
+}
+
+func TestPlanInputValidate(t *testing.T) {
+	long := strings.Repeat("n", 201)
+	fifty := make([]string, catalog.MaxCharges+1)
+	for i := range fifty {
+		fifty[i] = fmt.Sprintf(`{"skuId":"s%d"}`, i)
+	}
+	for _, tc := range []struct {
+		name, body string
+		want       []string
+	}{
+		{"OK", `{"code":"pro","name":"Pro","basePrice":30.00,"charges":[{"skuId":"a","includedQuantity":10}]}`, nil},
+		{"OK/FreePlanInUSD", `{"code":"free","name":"Free","currency":"USD","billingCycle":"monthly","basePrice":"0"}`, nil},
+		{"ErrCurrencyUnknown", `{"code":"pro","name":"Pro","currency":"XYZ","basePrice":"30"}`, []string{"currency:invalid"}},
+		{"ErrCurrencyLowerCase", `{"code":"pro","name":"Pro","currency":"eur","basePrice":"30"}`, []string{"currency:invalid"}},
+		{"ErrCurrencyName", `{"code":"pro","name":"Pro","currency":"Euro","basePrice":"30"}`, []string{"currency:invalid"}},
+		{"ErrCodeMissing", `{"name":"Pro","basePrice":"30"}`, []string{"code:required"}},
+		{"ErrCodeInvalid", `{"code":"-pro plan","name":"Pro","basePrice":"30"}`, []string{"code:invalid"}},
+		{"ErrCodeTooLong", `{"code":"` + strings.Repeat("c", 65) + `","name":"Pro","basePrice":"30"}`, []string{"code:invalid"}},
+		{"ErrNameMissing", `{"code":"pro","name":"  ","basePrice":"30"}`, []string{"name:required"}},
+		{"ErrNameTooLong", `{"code":"pro","name":"` + long + `","basePrice":"30"}`, []string{"name:too_long"}},
+		{"ErrNameControl", `{"code":"pro","name":"Pro\nPlan","basePrice":"30"}`, []string{"name:invalid"}},
+		{"ErrBasePriceMissing", `{"code":"pro","name":"Pro"}`, []string{"basePrice:required"}},
+		{"ErrBasePriceNotADecimal", `{"code":"pro","name":"Pro","basePrice":"30,00"}`, []string{"basePrice:invalid"}},
+		{"ErrBasePriceNegative", `{"code":"pro","name":"Pro","basePrice":"-1"}`, []string{"basePrice:invalid"}},
+		{"ErrBillingCycle", `{"code":"pro","name":"Pro","basePrice":"30","billingCycle":"yearly"}`, []string{"billingCycle:invalid"}},
+		{"ErrTooManyCharges", `{"code":"pro","name":"Pro","basePrice":"30","charges":[` + strings.Join(fifty, ",") + `]}`, []string{"charges:too_many"}},
+		{"ErrCharges", `{"code":"pro","name":"Pro","basePrice":"30","charges":[{"skuId":"a"},{"skuId":"a","includedQuantity":"-2"},{},{"skuId":"b","includedQuantity":"x"}]}`,
+			[]string{"charges[1].skuId:duplicate", "charges[1].includedQuantity:invalid", "charges[2].skuId:required", "charges[3].includedQuantity:invalid"}},
+		{"ErrEveryFieldAtOnce", `{"currency":"EURO","basePrice":"-1","billingCycle":"weekly"}`,
+			[]string{"code:required", "name:required", "currency:invalid", "basePrice:invalid", "billingCycle:invalid"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var in catalog.PlanInput
+			decode(t, tc.body, &in)
+			checkFields(t, in.Validate(), tc.want)
+		})
+	}
+}
+
+func TestPlanUpdateInputValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		want       []string
+	}{
+		{"OK/Nothing", `{}`, nil},
+		{"OK/Currency", `{"currency":"USD","basePrice":"9.90","charges":[]}`, nil},
+		{"ErrCurrencyUnknown", `{"currency":"XYZ"}`, []string{"currency:invalid"}},
+		{"ErrCurrencyEmpty", `{"currency":""}`, []string{"currency:required"}},
+		{"ErrNameEmpty", `{"name":" "}`, []string{"name:required"}},
+		{"ErrBasePrice", `{"basePrice":"-0.01"}`, []string{"basePrice:invalid"}},
+		{"ErrBillingCycle", `{"billingCycle":"daily"}`, []string{"billingCycle:invalid"}},
+		{"ErrCharges", `{"charges":[{"skuId":""}]}`, []string{"charges[0].skuId:required"}},
+		{"ErrImmutable", `{"code":"other","status":"published"}`, []string{"code:immutable", "status:immutable"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var in catalog.PlanUpdateInput
+			decode(t, tc.body, &in)
+			checkFields(t, in.Validate(), tc.want)
+		})
+	}
+}
+
+func TestOverrideInputValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		want       []string
+	}{
+		{"OK", `{"model":"per_unit","unitPrice":"0.07","effectiveFrom":"2027-01-01"}`, nil},
+		{"ErrModelMissing", `{"unitPrice":"0.07"}`, []string{"model:required"}},
+		{"ErrModelUnknown", `{"model":"tiered","unitPrice":"0.07"}`, []string{"model:invalid"}},
+		{"ErrNegative", `{"model":"package","packageSize":0,"packagePrice":"-1"}`, []string{"packageSize:invalid", "packagePrice:invalid"}},
+		{"ErrEffectiveFrom", `{"model":"per_unit","unitPrice":1,"effectiveFrom":"2027-02-30"}`, []string{"effectiveFrom:invalid"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var in catalog.OverrideInput
+			decode(t, tc.body, &in)
+			checkFields(t, in.Validate(), tc.want)
+		})
 	}
 }
 
