@@ -402,7 +402,7 @@ func (s *Service) Update(ctx context.Context, p access.Principal, id string, in 
 			return nil, err
 		}
 	}
-	return s.update(ctx, p, id, func(sub *Subscription) (*Change, error) {
+	out, err := s.update(ctx, p, id, func(sub *Subscription) (*Change, error) {
 		if sub.Status == StatusCancelled {
 			return nil, cancelled()
 		}
@@ -429,6 +429,13 @@ func (s *Service) Update(ctx context.Context, p access.Principal, id string, in 
 		}
 		return c, nil
 	})
+	if ae := apperr.As(err); err != nil && ae.Code == "plan_not_published" {
+		// The new plan was retired between the check above and the write: nothing was written.
+		var f apperr.Fields
+		f.Add("planId", "plan_not_published", "the plan was retired meanwhile")
+		return nil, f.Unprocessable()
+	}
+	return out, err
 }
 
 // Cancel cancels a subscription now (at = "now" or "") or at the end of the current period

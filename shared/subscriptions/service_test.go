@@ -30,6 +30,9 @@ type fake struct {
 	// beforeCreate, when set, runs once inside the next CreateSubscription, before the conditions
 	// are checked: a concurrent change.
 	beforeCreate func()
+	// beforeUpdate, likewise, runs once inside the next UpdateSubscription that has a change to
+	// write, before its conditions are checked.
+	beforeUpdate func()
 }
 
 func newFake() *fake {
@@ -144,6 +147,11 @@ func (f *fake) UpdateSubscription(_ context.Context, id string, fn func(*subscri
 	if err != nil || c == nil {
 		cp := *cur
 		return &cp, err
+	}
+	if f.beforeUpdate != nil {
+		hook := f.beforeUpdate
+		f.beforeUpdate = nil
+		hook()
 	}
 	if c.PublishedPlan != "" && f.plans[c.PublishedPlan].Status != catalog.PlanPublished {
 		return nil, apperr.New(apperr.Unprocessable, "plan_not_published", "not published")
@@ -317,6 +325,21 @@ func TestLifecycle(t *testing.T) {
 			if _, err := s.Update(ctx, partner1, sub.ID, subscriptions.UpdateInput{PlanID: plan(id)}); !fields(err)[want] {
 				t.Errorf("%s: %v", id, err)
 			}
+		}
+	})
+	t.Run("ErrPlanRetiredBeforeCommit", func(t *testing.T) {
+		// The new plan is retired after the service checked it and before the write commits:
+		// the write fails on its condition and leaves neither the change nor its event.
+		entries := len(f.history[sub.ID])
+		f.beforeUpdate = func() { f.plans["pro"].Status = catalog.PlanRetired }
+		defer func() { f.mu.Lock(); f.plans["pro"].Status = catalog.PlanPublished; f.mu.Unlock() }()
+		_, err := s.Update(ctx, partner1, sub.ID, subscriptions.UpdateInput{PlanID: plan("pro")})
+		if apperr.KindOf(err) != apperr.Unprocessable || !fields(err)["planId:plan_not_published"] {
+			t.Fatalf("got %v", err)
+		}
+		got, _ := f.GetSubscription(ctx, sub.ID)
+		if evs := f.eventsOf(outbox.CustomerUpgraded); len(evs) != 0 || got.PlanID != "basic" || len(f.history[sub.ID]) != entries {
+			t.Fatalf("a failed change left %d events, plan %s, %d history entries", len(evs), got.PlanID, len(f.history[sub.ID]))
 		}
 	})
 	t.Run("OK/PlanChangeEmitsUpgraded", func(t *testing.T) {
