@@ -3,6 +3,7 @@ package pricing_test
 import (
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"testing"
 
 	"github.com/channelbilling/cms/shared/money"
@@ -191,11 +192,56 @@ func FuzzChargeNoPanic(f *testing.F) {
 	})
 }
 
+// ratOf reads a decimal as an exact rational.
+func ratOf(t *testing.T, d money.Decimal) *big.Rat {
+	t.Helper()
+	r, ok := new(big.Rat).SetString(d.String())
+	if !ok {
+		t.Fatalf("%s is not a rational", d)
+	}
+	return r
+}
+
+// roundRat rounds x to minor digits after the point, half away from zero, in exact rational
+// arithmetic: the reference money.RoundMoney is checked against.
+func roundRat(x *big.Rat, minor int) *big.Rat {
+	scale := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(minor)), nil)
+	y := new(big.Rat).Mul(x, new(big.Rat).SetInt(scale))
+	q, r := new(big.Int).QuoRem(y.Num(), y.Denom(), new(big.Int)) // truncated toward zero
+	if twice := new(big.Int).Lsh(new(big.Int).Abs(r), 1); twice.Cmp(y.Denom()) >= 0 {
+		q.Add(q, big.NewInt(int64(y.Num().Sign())))
+	}
+	return new(big.Rat).SetFrac(q, scale)
+}
+
+// checkAgainstRat compares a full-precision figure of a split and its rounding with the exact
+// rational value want, computed independently of money and pricing. got was obtained from exact
+// inputs by mults multiplications, each exact or rounded to money.Precision (34) significant
+// digits, so it lies within want x mults x 10^-33; with mults = 0 it must be want itself. Its
+// rounding must be want's rounding to the minor unit whenever every value in that interval
+// rounds alike (always, when the interval is a point).
+func checkAgainstRat(t *testing.T, what string, got, gotRounded money.Decimal, want *big.Rat, mults, minor int) {
+	t.Helper()
+	bound := new(big.Rat).Abs(want)
+	bound.Mul(bound, new(big.Rat).SetFrac(big.NewInt(int64(mults)), new(big.Int).Exp(big.NewInt(10), big.NewInt(money.Precision-1), nil)))
+	diff := new(big.Rat).Sub(ratOf(t, got), want)
+	if diff.Abs(diff).Cmp(bound) > 0 {
+		t.Fatalf("%s = %s, exactly %s: off by %s, more than %s", what, got, want.FloatString(40), diff.FloatString(40), bound.FloatString(40))
+	}
+	lo := roundRat(new(big.Rat).Sub(want, bound), minor)
+	hi := roundRat(new(big.Rat).Add(want, bound), minor)
+	if lo.Cmp(hi) == 0 && ratOf(t, gotRounded).Cmp(lo) != 0 {
+		t.Fatalf("%s rounds to %s, exactly %s rounds to %s", what, gotRounded, want.FloatString(40), lo.FloatString(minor))
+	}
+}
+
 // FuzzChainInvariant splits random amounts down random chains of one to four levels, in
 // currencies with 0, 2 and 3 minor digits, with and without a tenant override, and checks that
-// platform revenue plus every commission is the tenant's rounded amount to the minor unit, that
-// each level buys at what its parent sells, and that every rounded figure is the rounding of its
-// full-precision one.
+// platform revenue plus every commission is the tenant's rounded amount to the minor unit (which
+// Split guarantees by construction), that each level buys at what its parent sells, that every
+// rounded figure is the rounding of its full-precision one, and, against an independent exact
+// computation in big.Rat (list x each 1 + markup/100, or the override), that every level's
+// amount and its rounding to the minor unit, half away from zero, are right.
 func FuzzChainInvariant(f *testing.F) {
 	// list, ls, m1..m4, ms, n, override, hasOverride, cur
 	f.Add(int64(2032258064516129), uint8(13), int64(100), int64(200), int64(0), int64(0), uint8(1), uint8(2), int64(0), false, uint8(0))
@@ -256,6 +302,10 @@ func FuzzChainInvariant(f *testing.F) {
 		if !s.PlatformRevenue.Equal(round(s.List)) || !s.List.Equal(listAmount) {
 			t.Fatalf("platform revenue %s is not round(%s)", s.PlatformRevenue, s.List)
 		}
+		minor := money.MinorUnits(chain.Currency)
+		exact := ratOf(t, listAmount)
+		checkAgainstRat(t, "platform", s.List, s.PlatformRevenue, exact, 0, minor)
+		mults := 0
 		sum := s.PlatformRevenue
 		buy := s.List
 		product := listAmount
@@ -274,9 +324,18 @@ func FuzzChainInvariant(f *testing.F) {
 			if !(last && ov != nil) && !l.Sell.Equal(product) {
 				t.Fatalf("level %d sells at %s, want list x factors = %s", i, l.Sell, product)
 			}
+			if last && ov != nil {
+				exact, mults = ratOf(t, *ov), 0
+			} else {
+				f := new(big.Rat).Quo(ratOf(t, chain.Levels[i].Markup), big.NewRat(100, 1))
+				exact = new(big.Rat).Mul(exact, f.Add(f, big.NewRat(1, 1)))
+				mults++
+			}
+			checkAgainstRat(t, fmt.Sprintf("level %d sell", i), l.Sell, l.SellRounded, exact, mults, minor)
 			sum = sum.Add(l.Commission)
 			buy = l.Sell
 		}
+		checkAgainstRat(t, "tenant", s.Tenant, s.TenantRounded, exact, mults, minor)
 		if ov != nil && !s.Tenant.Equal(*ov) {
 			t.Fatalf("tenant %s, override %s", s.Tenant, ov)
 		}
