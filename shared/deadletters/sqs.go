@@ -50,7 +50,9 @@ func attr(v string) types.MessageAttributeValue {
 }
 
 // Send sends the letters, ten per request. It fails when any letter could not be sent (the
-// caller then reports its delivery as failed, so that it is retried).
+// caller then reports its delivery as failed, so that it is retried, and the retry sends every
+// letter of it again: letters are at least once, and replaying a letter twice counts its record
+// at most once).
 func (q *Queue) Send(ctx context.Context, letters []Letter) error {
 	var errs []error
 	for start := 0; start < len(letters); start += 10 {

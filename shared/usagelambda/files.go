@@ -105,8 +105,8 @@ func (h *Files) Handle(ctx context.Context, ev events.S3Event) error {
 }
 
 // File processes one dropped file and writes its report. It returns an error when the file must
-// be processed again: some records could not be counted for a transient reason, or the report
-// could not be written.
+// be processed again: it could not be read to its end, some records could not be counted for a
+// transient reason, or the report could not be written.
 func (h *Files) File(ctx context.Context, bucket, key string) error {
 	log := logger(h.Log)
 	rep := &FileReport{Bucket: bucket, Key: key, Status: StatusCompleted, StartedAt: nowOf(h.Now), RejectedLines: []RejectedLine{}}
@@ -159,12 +159,15 @@ func (h *Files) read(ctx context.Context, rep *FileReport) error {
 			break
 		}
 		if err != nil {
+			// The lines read so far are counted and reported; the rest are neither, so the file
+			// must be read again (a dropped connection, a truncated object): an error makes the
+			// event retried, and the lines already counted are duplicates then.
 			flush()
-			rep.Status, rep.Error = StatusFailed, fmt.Sprintf("the file could not be read after %d records: %v", f.Records(), err)
+			rep.Status, rep.Error = StatusFailed, fmt.Sprintf("the file could not be read after %d records: %v; it will be read again", f.Records(), err)
 			if ctx.Err() != nil {
-				return ctx.Err() // the function ran out of time: read it again
+				return ctx.Err() // the function ran out of time
 			}
-			return retryErr
+			return fmt.Errorf("read after %d records: %w", f.Records(), err)
 		}
 		batch = append(batch, it)
 		if len(batch) == FileBatch {

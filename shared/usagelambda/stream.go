@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math/big"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -20,6 +21,62 @@ type Stream struct {
 	DeadLetters DeadLetters
 	Log         *slog.Logger
 	Now         func() time.Time
+
+	// retried holds the records of this instance's earlier batches that Lambda delivers again
+	// (from the lowest sequence number reported failed on). Kinesis events carry no receive count;
+	// a shard's batches go to one instance at a time, so a retried batch usually comes back here,
+	// and its records are marked Redelivered: their claims are read first instead of paying a
+	// refused put each. Only the cost depends on it, never what counts.
+	mu      sync.Mutex
+	retried map[string]bool
+}
+
+// maxRetried bounds the records remembered for redelivery (a few batches' worth).
+const maxRetried = 10000
+
+func retryKey(r events.KinesisEventRecord) string {
+	id := r.EventID // "<shard>:<sequence number>"
+	if id == "" {
+		id = r.Kinesis.SequenceNumber
+	}
+	return r.EventSourceArn + " " + id
+}
+
+// markRedelivered sets Redelivered on the items whose records were reported for retry before,
+// and forgets them.
+func (h *Stream) markRedelivered(ev events.KinesisEvent, items []usage.Item) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i, r := range ev.Records {
+		if k := retryKey(r); h.retried[k] {
+			items[i].Redelivered = true
+			delete(h.retried, k)
+		}
+	}
+}
+
+// remember records the records Lambda delivers again after this answer: every record of the
+// batch from the lowest sequence number reported on (Lambda resumes the shard from there).
+func (h *Stream) remember(ev events.KinesisEvent, resp events.KinesisEventResponse) {
+	if len(resp.BatchItemFailures) == 0 {
+		return
+	}
+	lowest := resp.BatchItemFailures[0].ItemIdentifier
+	for _, f := range resp.BatchItemFailures[1:] {
+		if seqLess(f.ItemIdentifier, lowest) {
+			lowest = f.ItemIdentifier
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.retried == nil || len(h.retried)+len(ev.Records) > maxRetried {
+		h.retried = map[string]bool{}
+	}
+	for _, r := range ev.Records {
+		if !seqLess(r.Kinesis.SequenceNumber, lowest) {
+			h.retried[retryKey(r)] = true
+		}
+	}
 }
 
 // seqLess orders Kinesis sequence numbers (decimal strings of up to 128 bits).
@@ -47,6 +104,7 @@ func (h *Stream) Handle(ctx context.Context, ev events.KinesisEvent) (events.Kin
 		items[i] = usage.Item{Ref: "sequence " + r.Kinesis.SequenceNumber, Raw: r.Kinesis.Data}
 		items[i].Input, items[i].Errs = usage.DecodeRecord(r.Kinesis.Data)
 	}
+	h.markRedelivered(ev, items)
 	rep := h.Usage.Ingest(ctx, usage.Options{Source: usage.SourceStream, Name: "kinesis " + strconv.Itoa(len(ev.Records)) + " records"}, items)
 	lowest := ""
 	for i, o := range rep.Outcomes {
@@ -86,6 +144,7 @@ func (h *Stream) Handle(ctx context.Context, ev events.KinesisEvent) (events.Kin
 			resp.BatchItemFailures = append(resp.BatchItemFailures, events.KinesisBatchItemFailure{ItemIdentifier: r.Kinesis.SequenceNumber})
 		}
 	}
+	h.remember(ev, resp)
 	if len(resp.BatchItemFailures) > 0 || len(letters) > 0 {
 		logger(h.Log).Debug("usage stream batch", "records", len(ev.Records), "deadLetters", len(letters), "failed", len(resp.BatchItemFailures))
 	}

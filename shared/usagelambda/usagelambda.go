@@ -24,7 +24,8 @@ type Ingester interface {
 
 // DeadLetters receives the records that cannot be processed (deadletters.Queue).
 type DeadLetters interface {
-	// Send sends letters; an error means some may not have been sent.
+	// Send sends letters; an error means some may not have been sent. The caller then has the
+	// delivery retried, which sends its letters again: letters are at least once.
 	Send(ctx context.Context, letters []deadletters.Letter) error
 }
 

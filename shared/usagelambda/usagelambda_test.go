@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -144,6 +145,17 @@ func (f ingestFunc) Ingest(_ context.Context, _ usage.Options, items []usage.Ite
 	return r
 }
 
+// spyIngester shows each batch to see before answering as its Ingester does.
+type spyIngester struct {
+	usagelambda.Ingester
+	see func(items []usage.Item)
+}
+
+func (s spyIngester) Ingest(ctx context.Context, opts usage.Options, items []usage.Item) *usage.Report {
+	s.see(items)
+	return s.Ingester.Ingest(ctx, opts, items)
+}
+
 func kin(seq, body string) events.KinesisEventRecord {
 	return events.KinesisEventRecord{EventSourceArn: "arn:s", Kinesis: events.KinesisRecord{SequenceNumber: seq, Data: []byte(body), PartitionKey: "p"}}
 }
@@ -165,6 +177,28 @@ func TestStream(t *testing.T) {
 	if len(dl.sent) != 1 || dl.sent[0].Source.SequenceNumber != "101" || dl.sent[0].Source.Channel != "stream" {
 		t.Fatalf("letters %+v", dl.sent)
 	}
+	t.Run("RedeliveryFlag", func(t *testing.T) {
+		// Kinesis events carry no receive count: the handler remembers what it reported for retry.
+		ing := &fakeIngester{failLeft: 1}
+		var got []string
+		h := &usagelambda.Stream{Usage: spyIngester{ing, func(items []usage.Item) {
+			for _, it := range items {
+				got = append(got, it.Input.ID+"="+strconv.FormatBool(it.Redelivered))
+			}
+		}}, DeadLetters: &fakeLetters{}, Log: quiet}
+		res, _ := h.Handle(context.Background(), events.KinesisEvent{Records: []events.KinesisEventRecord{kin("200", rec("a")), kin("201", rec("retry-1")), kin("202", rec("b"))}})
+		if len(res.BatchItemFailures) != 1 || res.BatchItemFailures[0].ItemIdentifier != "201" {
+			t.Fatalf("failures %+v", res.BatchItemFailures)
+		}
+		// Lambda resumes the shard from 201.
+		res, _ = h.Handle(context.Background(), events.KinesisEvent{Records: []events.KinesisEventRecord{kin("201", rec("retry-1")), kin("202", rec("b")), kin("203", rec("c"))}})
+		if len(res.BatchItemFailures) != 0 {
+			t.Fatalf("failures %+v", res.BatchItemFailures)
+		}
+		if want := "a=false,retry-1=false,b=false,retry-1=true,b=true,c=false"; strings.Join(got, ",") != want {
+			t.Fatalf("redelivered %v, want %s", got, want)
+		}
+	})
 	t.Run("ErrLettersNotSent", func(t *testing.T) {
 		h := &usagelambda.Stream{Usage: &fakeIngester{}, DeadLetters: &fakeLetters{fail: errors.New("down")}, Log: quiet}
 		res, _ := h.Handle(context.Background(), events.KinesisEvent{Records: []events.KinesisEventRecord{kin("5", rec("a")), kin("6", rec("bad"))}})
@@ -177,6 +211,8 @@ func TestStream(t *testing.T) {
 type fakeObjects struct {
 	mu   sync.Mutex
 	objs map[string][]byte
+	// cut makes the next read of an object fail after that many bytes (a dropped connection).
+	cut map[string]int
 }
 
 func (f *fakeObjects) Open(_ context.Context, bucket, key string) (io.ReadCloser, error) {
@@ -186,8 +222,16 @@ func (f *fakeObjects) Open(_ context.Context, bucket, key string) (io.ReadCloser
 	if !ok {
 		return nil, apperr.NotFoundf("No such object.")
 	}
+	if n, ok := f.cut[bucket+"/"+key]; ok {
+		delete(f.cut, bucket+"/"+key)
+		return io.NopCloser(io.MultiReader(bytes.NewReader(b[:n]), errReader{errors.New("connection reset by peer")})), nil
+	}
 	return io.NopCloser(bytes.NewReader(b)), nil
 }
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 
 func (f *fakeObjects) Put(_ context.Context, bucket, key string, body []byte, _ string) error {
 	f.mu.Lock()
@@ -252,6 +296,30 @@ func TestFiles(t *testing.T) {
 		}
 		if r := objs.report(t, "usage/r.csv"); r.Status != usagelambda.StatusFailed || r.NotCounted != 1 || r.Accepted != 1 || r.Records != 2 {
 			t.Fatalf("report %+v", r)
+		}
+	})
+	t.Run("ErrReadMidFile", func(t *testing.T) {
+		// The connection drops after the third line: the lines read are counted, the event must be
+		// retried for the rest, and the retry reads the whole file.
+		body := "id,tenantId,sku,quantity,timestamp\na,tnt_1,gb,1,2026-11-01T00:00:00Z\nb,tnt_1,gb,1,2026-11-01T00:00:00Z\nc,tnt_1,gb,1,2026-11-01T00:00:00Z\n"
+		cut := strings.Index(body, "\nc,") + 1
+		objs := &fakeObjects{objs: map[string][]byte{"b/usage/m.csv": []byte(body)}, cut: map[string]int{"b/usage/m.csv": cut}}
+		ing := &fakeIngester{}
+		h := &usagelambda.Files{Usage: ing, Objects: objs, Log: quiet}
+		if err := h.Handle(context.Background(), s3event("usage/m.csv")); err == nil {
+			t.Fatal("no error: the event would not be retried and line 4 never counted")
+		}
+		if r := objs.report(t, "usage/m.csv"); r.Status != usagelambda.StatusFailed || r.Error == "" || r.Accepted != 2 || r.Records != 2 {
+			t.Fatalf("report %+v", r)
+		}
+		if err := h.Handle(context.Background(), s3event("usage/m.csv")); err != nil {
+			t.Fatal(err)
+		}
+		if r := objs.report(t, "usage/m.csv"); r.Status != usagelambda.StatusCompleted || r.Records != 3 || r.Error != "" {
+			t.Fatalf("report of the retry %+v", r)
+		}
+		if strings.Join(ing.seen, ",") != "a,b,a,b,c" {
+			t.Fatalf("ingested %v", ing.seen)
 		}
 	})
 	t.Run("ErrGone", func(t *testing.T) {
