@@ -19,12 +19,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go/middleware"
+	"github.com/guregu/dynamo/v2"
 
 	"github.com/channelbilling/cms/local/emulator"
 	"github.com/channelbilling/cms/local/feeders"
@@ -86,19 +88,36 @@ func setupUsage(ctx context.Context, stack *emulator.Stack, awsCfg aws.Config) (
 }
 
 // usageWorld is a partner (20 % markup, under a distributor with 10 %) with tenants, each with
-// one subscription to a plan charging one SKU (0.10 per unit).
+// one subscription to a plan charging one SKU (0.10 per unit). Its records belong to per, the
+// period current when it was made, and its totals are read for that period, so that no test
+// depends on the time of day it runs at (records an hour old are last month's on the 1st at
+// 00:30; the month may also turn while a test runs).
 type usageWorld struct {
 	dist, partner entity
 	tenants       []entity
 	sku           skuOut
 	plan          planOut
 	subs          []subOut
+	per           billingperiod.Period
+}
+
+// at returns now+d moved into the world's period: its first second when now+d falls before it,
+// its last minute when after (a record of it must not be more than 5 minutes in the future).
+func (w *usageWorld) at(d time.Duration) time.Time {
+	t := time.Now().UTC().Add(d)
+	if start := w.per.Start(); t.Before(start) {
+		return start
+	}
+	if last := w.per.End().Add(-time.Minute); t.After(last) {
+		return last
+	}
+	return t
 }
 
 func mkUsageWorld(t *testing.T, tenants int, thresholds ...any) *usageWorld {
 	t.Helper()
 	a := admin(t)
-	w := &usageWorld{}
+	w := &usageWorld{per: billingperiod.Of(time.Now())}
 	w.dist = create(t, a, "distributors", map[string]any{"name": "UD", "markups": []map[string]any{{"markup": "10", "startDate": "2026-01-01"}}})
 	w.partner = create(t, a, "partners", map[string]any{"name": "UP", "parent": parent("distributor", w.dist.ID),
 		"markups": []map[string]any{{"markup": "20", "startDate": "2026-01-01"}}})
@@ -188,10 +207,10 @@ func (w *usageWorld) totals(t *testing.T, per string) map[string]string {
 	return out
 }
 
-// checkTotals checks that the totals are exactly want now.
+// checkTotals checks that the totals of the world's period are exactly want now.
 func (w *usageWorld) checkTotals(t *testing.T, want map[string]money.Decimal) {
 	t.Helper()
-	got := w.totals(t, "")
+	got := w.totals(t, w.per.String())
 	for sub, q := range want {
 		if d, err := money.Parse(got[sub]); err != nil || !d.Equal(q) {
 			t.Fatalf("totals %v, want %v", got, want)
@@ -199,7 +218,7 @@ func (w *usageWorld) checkTotals(t *testing.T, want map[string]money.Decimal) {
 	}
 }
 
-// waitTotals waits until the totals are exactly want, then checks that they stay so (nothing
+// waitTotals waits until the totals of the world's period are exactly want, then checks that they stay so (nothing
 // is counted twice late).
 func (w *usageWorld) waitTotals(t *testing.T, want map[string]money.Decimal) {
 	t.Helper()
@@ -215,9 +234,9 @@ func (w *usageWorld) waitTotals(t *testing.T, want map[string]money.Decimal) {
 	}
 	var got map[string]string
 	for time.Now().Before(deadline) {
-		if got = w.totals(t, ""); equal(got) {
+		if got = w.totals(t, w.per.String()); equal(got) {
 			time.Sleep(2 * usageVisibility) // a late duplicate would show now
-			if got = w.totals(t, ""); !equal(got) {
+			if got = w.totals(t, w.per.String()); !equal(got) {
 				t.Fatalf("totals moved after being right: %v, want %v", got, want)
 			}
 			return
@@ -401,7 +420,7 @@ func sqsEvent(ids []string, bodies []string, receiveCount int) events.SQSEvent {
 // of a stream batch: every total must be exact.
 func TestUsageExactlyOnceAcrossChannels(t *testing.T) {
 	w := mkUsageWorld(t, 3)
-	recs, want := w.records(uniq("x"), 60, time.Now().UTC().Add(-2*time.Hour))
+	recs, want := w.records(uniq("x"), 60, w.at(-2*time.Hour))
 	var bodies, msgIDs []string
 	for i := 0; i < len(recs); i += 20 {
 		bodies = append(bodies, jsonOf(t, map[string]any{"records": recs[i : i+20]}))
@@ -419,18 +438,22 @@ func TestUsageExactlyOnceAcrossChannels(t *testing.T) {
 	a := admin(t)
 	for round := 1; round <= 2; round++ {
 		streamBefore := streamHandled.Load()
-		var wg sync.WaitGroup
 		var first UsageAccepted
-		wg.Add(4)
-		go func() { defer wg.Done(); first = postUsage(t, a, recs) }()
-		go func() { defer wg.Done(); sendMessages(t, bodies...) }()
-		go func() { defer wg.Done(); putStream(t, datas...) }()
-		go func() {
-			defer wg.Done()
-			putObject(t, fmt.Sprintf("%sa-%d.csv", dir, round), csvOf(recs))
-			putObject(t, fmt.Sprintf("%sb-%d.jsonl.gz", dir, round), jsonlGzipOf(t, recs))
-		}()
-		wg.Wait()
+		// The four channels at once, as parallel subtests (a failure stops its own goroutine; the
+		// group returns when all four are done).
+		t.Run(fmt.Sprintf("Round%d", round), func(t *testing.T) {
+			t.Run("API", func(t *testing.T) { t.Parallel(); first = postUsage(t, admin(t), recs) })
+			t.Run("Queue", func(t *testing.T) { t.Parallel(); sendMessages(t, bodies...) })
+			t.Run("Stream", func(t *testing.T) { t.Parallel(); putStream(t, datas...) })
+			t.Run("Files", func(t *testing.T) {
+				t.Parallel()
+				putObject(t, fmt.Sprintf("%sa-%d.csv", dir, round), csvOf(recs))
+				putObject(t, fmt.Sprintf("%sb-%d.jsonl.gz", dir, round), jsonlGzipOf(t, recs))
+			})
+		})
+		if t.Failed() {
+			t.FailNow()
+		}
 		if first.Accepted+first.Duplicates+len(first.Rejected) != len(recs) {
 			t.Fatalf("round %d: API answer %+v", round, first)
 		}
@@ -478,8 +501,8 @@ func TestUsageExactlyOnceAcrossChannels(t *testing.T) {
 	}
 	// The answer is the tenant's price: 0.10 x 1.1 x 1.2 = 0.132 per unit.
 	var ans usageAnswer
-	a.must(200, "GET", "/api/v1/usage?subscriptionId="+w.subs[0].ID, nil, &ans)
-	if len(ans.Items) != 1 || ans.Items[0].Charge == nil || ans.Period != billingperiod.Of(time.Now()).String() {
+	a.must(200, "GET", "/api/v1/usage?subscriptionId="+w.subs[0].ID+"&period="+w.per.String(), nil, &ans)
+	if len(ans.Items) != 1 || ans.Items[0].Charge == nil || ans.Period != w.per.String() {
 		t.Fatalf("answer %+v", ans)
 	}
 	q, _ := money.Parse(ans.Items[0].Quantity)
@@ -523,7 +546,7 @@ func TestUsageCrashBetweenWrites(t *testing.T) {
 	// event: a transaction).
 	for _, k := range []int64{0, 45, 90, 91, 92, 93, 95} {
 		t.Run(fmt.Sprintf("After%dWrites", k), func(t *testing.T) {
-			recs, add := w.records(uniq(fmt.Sprintf("c%d", k)), 90, time.Now().UTC().Add(-time.Hour))
+			recs, add := w.records(uniq(fmt.Sprintf("c%d", k)), 90, w.at(-time.Hour))
 			want = addTotals(want, add)
 			bodies := []string{jsonOf(t, map[string]any{"records": recs[:45]}), jsonOf(t, map[string]any{"records": recs[45:]})}
 			msgIDs := []string{ids.New("m"), ids.New("m")}
@@ -618,7 +641,7 @@ func TestUsageMixedValidAndInvalid(t *testing.T) {
 	w := mkUsageWorld(t, 1)
 	tn := w.tenants[0].ID
 	marker := uniq("mix")
-	now := time.Now().UTC().Add(-time.Minute).Format(time.RFC3339)
+	now := w.at(-time.Minute).Format(time.RFC3339)
 	valid := func(id, q string) map[string]any {
 		return map[string]any{"id": marker + "-" + id, "tenantId": tn, "sku": w.sku.Code, "quantity": q, "timestamp": now}
 	}
@@ -783,7 +806,7 @@ func TestUsageScoping(t *testing.T) {
 	_, otherAdmin := mkUser(t, a, "partner_admin", other.ID)
 	_, partnerAdmin := mkUser(t, a, "partner_admin", w.partner.ID)
 	_, tenantViewer := mkUser(t, a, "tenant_viewer", w.tenants[0].ID)
-	recs, _ := w.records(uniq("s"), 4, time.Now().UTC().Add(-time.Hour))
+	recs, _ := w.records(uniq("s"), 4, w.at(-time.Hour))
 
 	var ans UsageAccepted
 	otherAdmin.must(202, "POST", "/api/v1/usage", map[string]any{"records": recs}, &ans)
@@ -800,7 +823,7 @@ func TestUsageScoping(t *testing.T) {
 		t.Fatalf("another partner read a subscription's usage: %s", env.raw)
 	}
 	var own usageAnswer
-	tenantViewer.must(200, "GET", "/api/v1/usage", nil, &own)
+	tenantViewer.must(200, "GET", "/api/v1/usage?period="+w.per.String(), nil, &own)
 	if len(own.Items) != 1 || own.Items[0].TenantID != w.tenants[0].ID {
 		t.Fatalf("a tenant viewer sees %+v", own)
 	}
@@ -808,7 +831,7 @@ func TestUsageScoping(t *testing.T) {
 		t.Fatalf("a tenant viewer pushed usage: %s", env.raw)
 	}
 	// Every list is paged, and the next token keeps the period.
-	env := partnerAdmin.do("GET", "/api/v1/usage?page_size=1", nil)
+	env := partnerAdmin.do("GET", "/api/v1/usage?page_size=1&period="+w.per.String(), nil)
 	var page usageAnswer
 	if err := json.Unmarshal(env.Data, &page); err != nil || env.status != 200 || len(page.Items) != 1 || env.Page == nil || env.Page.Next == "" {
 		t.Fatalf("first page %s", env.raw)
@@ -847,7 +870,7 @@ func TestUsageThresholdsAndLate(t *testing.T) {
 	w := mkUsageWorld(t, 1, 10, "20")
 	a := admin(t)
 	tn, sub := w.tenants[0].ID, w.subs[0].ID
-	at := time.Now().UTC().Add(-time.Hour).Format(time.RFC3339)
+	at := w.at(-time.Hour).Format(time.RFC3339)
 	push := func(id, q, ts string) UsageAccepted {
 		t.Helper()
 		ans := postUsage(t, a, []rec{{ID: id, TenantID: tn, SKU: w.sku.Code, Quantity: q, Timestamp: ts}})
@@ -877,7 +900,7 @@ func TestUsageThresholdsAndLate(t *testing.T) {
 	waitForEvent(t, outbox.UsageThresholdReached, func(e busEvent) bool { return strings.Contains(string(e.Data), sub) })
 
 	// Billing has invoiced last month: a record of last month is late.
-	prev := billingperiod.Of(time.Now()).Prev()
+	prev := w.per.Prev()
 	if err := deps.Store.Table().Update("PK", "ENT#"+tn).Range("SK", "ENT").Set("InvoicedThrough", prev.String()).Run(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -894,7 +917,10 @@ func TestUsageThresholdsAndLate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(changes) != 1 || !changes[0].Late || changes[0].Key.Period != prev || changes[0].Key.SubscriptionID != sub || len(changes[0].Pending) != 0 {
+	// Only last month's flag matters here: in the last 30 minutes of a month, this month's
+	// increments are flagged too (usage.ClosingMargin).
+	changes = slices.DeleteFunc(changes, func(c usage.Change) bool { return c.Key.Period != prev })
+	if len(changes) != 1 || !changes[0].Late || changes[0].Key.SubscriptionID != sub || len(changes[0].Pending) != 0 {
 		t.Fatalf("changes %+v", changes)
 	}
 }
@@ -966,5 +992,334 @@ func TestUsageWriteUnits(t *testing.T) {
 	}
 	if wcu := measure("the same batch again as new (puts refused)", batch("b"), usage.Duplicate); wcu > 1 {
 		t.Errorf("a duplicate batch wrote %.3f units per record, want at most 1", wcu)
+	}
+}
+
+// isPutOf reports whether an SDK call's input is a PutItem of an item whose key begins with
+// prefix.
+func isPutOf(params any, prefix string) bool {
+	put, ok := params.(*dynamodb.PutItemInput)
+	if !ok {
+		return false
+	}
+	pk, ok := put.Item["PK"].(*ddbtypes.AttributeValueMemberS)
+	return ok && strings.HasPrefix(pk.Value, prefix)
+}
+
+// sdkHook adds fn to a DynamoDB client's requests, before each one is sent.
+func sdkHook(name string, fn func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error)) func(*dynamodb.Options) {
+	return func(o *dynamodb.Options) {
+		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+			return st.Initialize.Add(middleware.InitializeMiddlewareFunc(name, fn), middleware.After)
+		})
+	}
+}
+
+// crashOnPut makes a DynamoDB client die at its first put of an item whose key begins with
+// prefix: that put and every call after it fail.
+func crashOnPut(prefix string) func(*dynamodb.Options) {
+	var dead atomic.Bool
+	return sdkHook("crashOnPut", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+		if dead.Load() || isPutOf(in.Parameters, prefix) {
+			dead.Store(true)
+			return middleware.InitializeOutput{}, middleware.Metadata{}, errors.New("crashed")
+		}
+		return next.HandleInitialize(ctx, in)
+	})
+}
+
+// slowWriter holds a client's first aggregate log put (its commit) until released: a writer
+// slow between its claims and its commit. reached is closed when the put is held, done once
+// DynamoDB has answered it.
+type slowWriter struct {
+	reached, release, done chan struct{}
+	held                   atomic.Bool
+	once                   sync.Once
+}
+
+func newSlowWriter() *slowWriter {
+	return &slowWriter{reached: make(chan struct{}), release: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (s *slowWriter) option() func(*dynamodb.Options) {
+	return sdkHook("slowWriter", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+		if !isPutOf(in.Parameters, "UAGG#") || !s.held.CompareAndSwap(false, true) {
+			return next.HandleInitialize(ctx, in)
+		}
+		defer close(s.done)
+		close(s.reached)
+		select {
+		case <-s.release:
+		case <-ctx.Done():
+			return middleware.InitializeOutput{}, middleware.Metadata{}, ctx.Err()
+		}
+		return next.HandleInitialize(ctx, in)
+	})
+}
+
+// land lets the held commit go and waits until it has landed (or been refused).
+func (s *slowWriter) land(tb testing.TB) {
+	s.once.Do(func() { close(s.release) })
+	select {
+	case <-s.done:
+	case <-time.After(usageWait):
+		tb.Error("the slow writer's commit was never answered")
+	}
+}
+
+// beforeCall runs fn once, just before a DynamoDB client's k-th request.
+func beforeCall(k int64, fn func()) func(*dynamodb.Options) {
+	var n atomic.Int64
+	return sdkHook("beforeCall", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+		if n.Add(1) == k {
+			fn()
+		}
+		return next.HandleInitialize(ctx, in)
+	})
+}
+
+// logEntry is an aggregate log entry as stored (docs/data-model.md).
+type logEntry struct {
+	SK, Op, Chunk, Delta, Total string
+}
+
+// checkUsageLog checks an aggregate's log and the claims of ids against the protocol's
+// invariants: sequence numbers without gaps, running totals that add up, no chunk both committed
+// and aborted (or committed twice), and every claim naming a chunk committed in it. It returns
+// the total.
+func checkUsageLog(t *testing.T, key usage.AggregateKey, tenant string, ids []string) money.Decimal {
+	t.Helper()
+	var entries []logEntry
+	if err := deps.Store.Table().Get("PK", "UAGG#"+key.String()).Consistent(true).All(t.Context(), &entries); err != nil {
+		t.Fatal(err)
+	}
+	var total money.Decimal
+	ops := map[string][]string{}
+	for i, e := range entries {
+		if want := fmt.Sprintf("L#%012d", i+1); e.SK != want {
+			t.Fatalf("entry %s where %s was expected: %+v", e.SK, want, entries)
+		}
+		d, err1 := money.Parse(e.Delta)
+		tot, err2 := money.Parse(e.Total)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("entry %+v", e)
+		}
+		if e.Op == "commit" {
+			total = total.Add(d)
+		}
+		if !tot.Equal(total) {
+			t.Fatalf("entry %s carries the total %s, the entries add up to %s: %+v", e.SK, tot, total, entries)
+		}
+		ops[e.Chunk] = append(ops[e.Chunk], e.Op+"@"+e.SK)
+	}
+	for chunk, o := range ops {
+		if len(o) > 1 {
+			t.Errorf("chunk %s appears %d times in the log: %v", chunk, len(o), o)
+		}
+	}
+	for _, id := range ids {
+		var claim struct{ Chunk string }
+		if err := deps.Store.Table().Get("PK", "UREC#"+tenant+"#"+id).Range("SK", dynamo.Equal, "UREC").Consistent(true).One(t.Context(), &claim); err != nil {
+			t.Fatalf("claim of %s: %v", id, err)
+		}
+		if o := ops[claim.Chunk]; len(o) == 0 || !strings.HasPrefix(o[0], "commit@") {
+			t.Errorf("the claim of %s names chunk %s, which the log records as %v", id, claim.Chunk, o)
+		}
+	}
+	return total
+}
+
+// TestUsageAbortRacesSlowWriter makes a writer slow between its claims and its commit while
+// another party aborts its chunk (grace 0): a redelivery of the same records (Record) or
+// billing's ResolvePending. The writer's commit lands just before the recoverer's first request,
+// then its second, and so on, so that every interleaving of the two is tried: the log never holds
+// a commit and an abort of one chunk, every record counts once, and each is accepted once.
+func TestUsageAbortRacesSlowWriter(t *testing.T) {
+	healthy := tablestore.NewUsage(deps.Store)
+	healthy.Grace = 0 // every writer has returned when it runs
+	per := billingperiod.Of(time.Now())
+	for _, recoverer := range []string{"Record", "ResolvePending"} {
+		for k := int64(1); k <= 14; k++ {
+			t.Run(fmt.Sprintf("%sCommitBeforeCall%d", recoverer, k), func(t *testing.T) {
+				tenant := ids.New("tnt")
+				agg := usage.Aggregate{Key: usage.AggregateKey{SubscriptionID: ids.New("sub"), SKU: "gb", Period: per}, TenantID: tenant,
+					TenantPath: "/platform/" + ids.New("prt") + "/" + tenant + "/", Closing: recoverer == "ResolvePending"}
+				batch := func(prefix string, n int) *usage.Batch {
+					b := &usage.Batch{Source: usage.SourceQueue, Now: time.Now().UTC(), Aggregates: []usage.Aggregate{agg}}
+					for i := range n {
+						b.Entries = append(b.Entries, usage.Entry{Record: usage.Record{ID: fmt.Sprintf("%s-%d", prefix, i), TenantID: tenant,
+							SKU: "gb", Quantity: money.New(int64(i+1), 0), Timestamp: b.Now}})
+					}
+					return b
+				}
+				accepted := map[string]int{}
+				count := func(b *usage.Batch, res []usage.EntryResult) (retry int) {
+					for i, r := range res {
+						switch r.Status {
+						case usage.Accepted:
+							accepted[b.Entries[i].ID]++
+						case usage.Retry:
+							retry++
+						}
+					}
+					return retry
+				}
+				// A first batch, so that the claims of the next record a head above 0.
+				first := batch("p", 1)
+				if res, err := healthy.Record(t.Context(), first); err != nil || count(first, res) > 0 {
+					t.Fatalf("first batch: %v %+v", err, res)
+				}
+				slow := newSlowWriter()
+				defer slow.land(t)
+				writer := tablestore.NewUsage(tablestore.NewFromConfig(usageAWS, deps.Config.Table, usageStack.DynamoDBOptions(), slow.option()))
+				wb := batch("r", 2)
+				var wres []usage.EntryResult
+				werr := make(chan error, 1)
+				go func() {
+					var err error
+					wres, err = writer.Record(context.WithoutCancel(t.Context()), wb)
+					werr <- err
+				}()
+				select {
+				case <-slow.reached:
+				case <-time.After(usageWait):
+					t.Fatal("the writer never reached its commit")
+				}
+				rec := tablestore.NewUsage(tablestore.NewFromConfig(usageAWS, deps.Config.Table, usageStack.DynamoDBOptions(),
+					beforeCall(k, func() { slow.land(t) })))
+				rec.Grace = 0
+				switch recoverer {
+				case "Record":
+					rb := batch("r", 2)
+					res, err := rec.Record(t.Context(), rb)
+					if err != nil {
+						t.Fatal(err)
+					}
+					count(rb, res)
+				case "ResolvePending":
+					if _, err := rec.ResolvePending(t.Context(), tenant); err != nil {
+						t.Fatal(err)
+					}
+				}
+				slow.land(t)
+				if err := <-werr; err != nil {
+					t.Fatal(err)
+				}
+				count(wb, wres)
+				// Deliver again until nothing is left to retry (a chunk left unfinished is aborted).
+				for attempt := 0; ; attempt++ {
+					b := batch("r", 2)
+					res, err := healthy.Record(t.Context(), b)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if count(b, res) == 0 {
+						break
+					}
+					if attempt == 5 {
+						t.Fatalf("still not counted: %+v", res)
+					}
+				}
+				if total := checkUsageLog(t, agg.Key, tenant, []string{"p-0", "r-0", "r-1"}); !total.Equal(money.New(4, 0)) {
+					t.Errorf("total %s, want 4 (1 + 1 + 2)", total)
+				}
+				for _, id := range []string{"p-0", "r-0", "r-1"} {
+					if accepted[id] != 1 {
+						t.Errorf("%s accepted %d times", id, accepted[id])
+					}
+				}
+				if recoverer == "ResolvePending" {
+					if n, err := healthy.ResolvePending(t.Context(), tenant); err != nil || n != 0 {
+						t.Errorf("pending increments left: %d, %v", n, err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestUsageRegistryAfterAborts lets two consumers die just before writing the registry item of
+// an aggregate's first commit: the first leaves only claims; the second, after the grace period,
+// aborts the first one's chunk, takes the claims over and dies at the same point. The log then
+// begins with an abort and no registry item exists: the delivery that finally commits must
+// write it, or the aggregate never shows in GET /usage nor in billing.
+func TestUsageRegistryAfterAborts(t *testing.T) {
+	w := mkUsageWorld(t, 1)
+	recs, want := w.records(uniq("g"), 10, w.at(-time.Hour))
+	bodies := []string{jsonOf(t, map[string]any{"records": recs})}
+	msgIDs := []string{ids.New("m")}
+	for n := 1; n <= 2; n++ {
+		store := tablestore.NewUsage(tablestore.NewFromConfig(usageAWS, deps.Config.Table, usageStack.DynamoDBOptions(), crashOnPut("UREG#")))
+		store.Grace = usageGrace
+		crashing := *usageConsumer.Deps.Usage
+		crashing.Store = store
+		h := &usagelambda.Queue{Usage: &crashing, DeadLetters: usageConsumer.DeadLetters, Log: quiet}
+		res, err := h.Handle(t.Context(), sqsEvent(msgIDs, bodies, n))
+		if err != nil || len(res.BatchItemFailures) != 1 {
+			t.Fatalf("delivery %d: %+v %v, want the message failed", n, res, err)
+		}
+		time.Sleep(usageGrace)
+	}
+	key := usage.AggregateKey{SubscriptionID: w.subs[0].ID, SKU: w.sku.Code, Period: w.per}
+	var entries []logEntry
+	if err := deps.Store.Table().Get("PK", "UAGG#"+key.String()).Consistent(true).All(t.Context(), &entries); err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Op != "abort" {
+		t.Fatalf("log %+v, want one abort", entries)
+	}
+	for n := 3; ; n++ {
+		res, err := usageConsumer.Queue.Handle(t.Context(), sqsEvent(msgIDs, bodies, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.BatchItemFailures) == 0 {
+			break
+		}
+		if n == 10 {
+			t.Fatalf("still failing: %+v", res)
+		}
+		time.Sleep(usageGrace)
+	}
+	w.checkTotals(t, want)
+	// What billing lists (PeriodTotals goes through Aggregates) holds it too.
+	refs, err := deps.UsageStore.Aggregates(t.Context(), w.per, "/")
+	if err != nil || !slices.ContainsFunc(refs, func(r usage.AggregateRef) bool { return r.Key == key && r.TenantID == w.tenants[0].ID }) {
+		t.Fatalf("the period's aggregates do not list %s: %v", key, err)
+	}
+}
+
+// TestUsageClaimTTL checks when claims expire: 400 days after their period's end, and never
+// less than 400 days after they are made (a record of a long-closed period, timestamps back to
+// 2000 being accepted, must not get a claim already expired, or a replay would count it again).
+func TestUsageClaimTTL(t *testing.T) {
+	u := tablestore.NewUsage(deps.Store)
+	keep := 400 * 24 * time.Hour
+	now := time.Now().UTC()
+	for name, ts := range map[string]time.Time{"Old": time.Date(2001, 3, 15, 12, 0, 0, 0, time.UTC), "Current": now} {
+		t.Run(name, func(t *testing.T) {
+			tenant := ids.New("tnt")
+			per := billingperiod.Of(ts)
+			b := &usage.Batch{Source: usage.SourceAPI, Now: now, Aggregates: []usage.Aggregate{{Key: usage.AggregateKey{SubscriptionID: ids.New("sub"),
+				SKU: "gb", Period: per}, TenantID: tenant, TenantPath: "/platform/" + tenant + "/", Late: name == "Old", Closing: name == "Old"}},
+				Entries: []usage.Entry{{Record: usage.Record{ID: "r1", TenantID: tenant, SKU: "gb", Quantity: money.New(1, 0), Timestamp: ts}}}}
+			before := time.Now()
+			res, err := u.Record(t.Context(), b)
+			after := time.Now()
+			if err != nil || res[0].Status != usage.Accepted {
+				t.Fatalf("%+v %v", res, err)
+			}
+			var claim struct{ TTL int64 }
+			if err := deps.Store.Table().Get("PK", "UREC#"+tenant+"#r1").Range("SK", dynamo.Equal, "UREC").Consistent(true).One(t.Context(), &claim); err != nil {
+				t.Fatal(err)
+			}
+			lo, hi := before.Add(keep).Unix()-1, after.Add(keep).Unix()+1
+			if end := per.End().Add(keep).Unix(); end > lo {
+				lo, hi = end, end
+			}
+			if claim.TTL < lo || claim.TTL > hi {
+				t.Fatalf("TTL %s, want within [%s, %s]", time.Unix(claim.TTL, 0).UTC(), time.Unix(lo, 0).UTC(), time.Unix(hi, 0).UTC())
+			}
+		})
 	}
 }

@@ -51,11 +51,16 @@ const (
 	opCommit   = "commit"
 	opAbort    = "abort"
 	seqDigits  = 12
-	markerKeep = 400 * 24 * time.Hour // claims expire this long after their period's end
+	markerKeep = 400 * 24 * time.Hour // claims expire this long after their period's end (or their making)
 )
 
 // DefaultUsageGrace is how long a claimed but unfinished chunk is left to its writer before it
-// is aborted. It is longer than a usage function may run.
+// is aborted. A chunk lives for one round of one Record call (one batch: its claims and one log
+// put per aggregate, normally done within seconds), so the grace is far longer than a live
+// writer needs, even in the file function, which runs for up to 5 minutes but batch after batch,
+// each with its own chunk. Correctness does not depend on it: the writer's commit and an abort
+// race for the same log position and only one lands (scan), and a writer whose chunk was
+// aborted claims its records again; the grace only spares live writers that extra round.
 const DefaultUsageGrace = 2 * time.Minute
 
 func recPK(tenant, id string) string { return "UREC#" + tenant + "#" + id }
@@ -288,9 +293,10 @@ const (
 	chunkAborted
 )
 
-// head is an aggregate log's last entry.
+// head is an aggregate log's last entry (op "" when the log is empty).
 type head struct {
 	seq   int64
+	op    string
 	total money.Decimal
 }
 
@@ -300,6 +306,11 @@ func logTotal(it usageLogItem) (money.Decimal, error) {
 		return money.Decimal{}, fmt.Errorf("usage log %s %s total: %w", it.PK, it.SK, err)
 	}
 	return d, nil
+}
+
+func headOf(it usageLogItem) (head, error) {
+	t, err := logTotal(it)
+	return head{seq: it.seq(), op: it.Op, total: t}, err
 }
 
 // readHead returns the last entry of an aggregate log (seq 0 and total 0 when it is empty).
@@ -315,8 +326,7 @@ func (u *Usage) readHead(ctx context.Context, aggKey string) (head, error) {
 	if err != nil {
 		return head{}, err
 	}
-	t, err := logTotal(it)
-	return head{seq: it.seq(), total: t}, err
+	return headOf(it)
 }
 
 // scanPage is how many log entries a scan reads per request: a chunk's entry is almost always
@@ -324,15 +334,26 @@ func (u *Usage) readHead(ctx context.Context, aggKey string) (head, error) {
 // on a long log.
 const scanPage = 32
 
-// scan reads an aggregate log after seq from (ascending), a page at a time, and returns what it
-// says of chunk and the last entry read (the head, when the chunk's entry is not found).
+// scan reads an aggregate log from entry from (ascending), a page at a time, and returns what it
+// says of chunk and, when the chunk's entry is not found, the head: the last entry the reads saw.
+//
+// Every entry up to that head has been read, and none names chunk. Callers append at head+1
+// under attribute_not_exists, so such an append lands only if nothing was appended after the
+// head meanwhile: an abort can never follow a commit of the same chunk, nor a commit an abort.
+// This is why entry from itself is read in the first page (for its total) rather than by a
+// second request for the head: a head read separately may be an entry appended between the two
+// requests, one nobody checked, possibly the chunk's own commit.
 func (u *Usage) scan(ctx context.Context, aggKey, chunk string, from int64) (chunkState, head, error) {
 	last := head{seq: from}
-	seen := false
+	op, after := dynamo.Greater, from
+	if from > 0 {
+		op = dynamo.GreaterOrEqual
+	}
+	sawFrom := from == 0
 	for {
 		var items []usageLogItem
 		var cc dynamo.ConsumedCapacity
-		err := u.table.Get("PK", aggPK(aggKey)).Range("SK", dynamo.Greater, logSK(last.seq)).Consistent(true).
+		err := u.table.Get("PK", aggPK(aggKey)).Range("SK", op, logSK(after)).Consistent(true).
 			SearchLimit(scanPage).ConsumedCapacity(&cc).All(ctx, &items)
 		u.read(&cc)
 		if err != nil {
@@ -345,23 +366,21 @@ func (u *Usage) scan(ctx context.Context, aggKey, chunk string, from int64) (chu
 				}
 				return chunkAborted, last, nil
 			}
-			t, err := logTotal(it)
+			h, err := headOf(it)
 			if err != nil {
 				return chunkUnknown, last, err
 			}
-			last, seen = head{seq: it.seq(), total: t}, true
+			sawFrom = sawFrom || h.seq == from
+			last = h
 		}
 		if len(items) < scanPage {
 			break
 		}
+		op, after = dynamo.Greater, last.seq
 	}
-	if !seen && from > 0 {
-		// Nothing after from: entry `from` is the head; read it for its total.
-		h, err := u.readHead(ctx, aggKey)
-		if err != nil {
-			return chunkUnknown, last, err
-		}
-		last = h
+	if !sawFrom {
+		// Entries are never deleted and from was read as a head: the table is not what we wrote.
+		return chunkUnknown, last, fmt.Errorf("usage log %s: entry %d is missing", aggKey, from)
 	}
 	return chunkUnknown, last, nil
 }
@@ -633,11 +652,22 @@ func (r *run) recItem(i int) usageRecItem {
 	ag := r.aggs[e.Aggregate]
 	it := usageRecItem{PK: recPK(e.TenantID, e.ID), SK: recSK, Kind: recKind, Agg: ag.key, Chunk: r.chunk, N0: ag.h.seq,
 		At: r.now.UnixMilli(), Src: string(e.Source), Qty: e.Quantity.String(), Ts: e.Timestamp.UTC().Format(time.RFC3339Nano),
-		Region: e.Region, Props: string(e.Properties), TTL: ag.a.Key.Period.End().Add(markerKeep).Unix()}
+		Region: e.Region, Props: string(e.Properties), TTL: claimTTL(ag.a.Key.Period, r.now)}
 	if it.Src == "" {
 		it.Src = string(r.b.Source)
 	}
 	return it
+}
+
+// claimTTL is when a claim made now for a record of period p expires: markerKeep after the
+// period's end, or after now for a record of a period that ended long ago (timestamps back to
+// 2000 are accepted), so that no claim is ever born expired and a replay never counts it again.
+func claimTTL(p period.Period, now time.Time) int64 {
+	from := p.End()
+	if now.After(from) {
+		from = now
+	}
+	return from.Add(markerKeep).Unix()
 }
 
 // claim makes entry i's record count for this run's chunk, or finds it counted already.
@@ -749,7 +779,11 @@ func (r *run) commit(ctx context.Context, ag *aggRun) (chunkState, error) {
 			return chunkUnknown, err
 		}
 	}
-	if ag.h.seq == 0 {
+	// The registry item lists the aggregate (GET /usage, billing). The writer of an aggregate's
+	// first commit saw a head that was not a commit (an empty log, or only aborts of chunks whose
+	// writers may never have written it), so writing it whenever the head is not a commit puts it
+	// before the first commit, and costs nothing once the log holds a commit.
+	if ag.h.op != opCommit {
 		reg := usageRegItem{PK: regPK(ag.a.Key.Period), SK: ag.a.TenantPath + ag.a.Key.SubscriptionID + "#" + ag.a.Key.SKU, Kind: regKind,
 			TenantID: ag.a.TenantID, TenantPath: ag.a.TenantPath, Sub: ag.a.Key.SubscriptionID, SKU: ag.a.Key.SKU, Period: ag.a.Key.Period.String()}
 		var cc dynamo.ConsumedCapacity
