@@ -99,9 +99,16 @@ type Computed struct {
 // per subscription and SKU with a quantity, one adjustment line per late usage. Each line is
 // computed at full precision and rounded once; the total is the sum of the rounded lines. Lines
 // come in a deterministic order (seats, usage, adjustments; then by subscription, SKU, start).
-// It returns the pricing errors of a bad rate or chain.
+// It returns the pricing errors of a bad rate or chain (an invalid chain fails even an invoice
+// without lines).
 func Compute(in Input) (Computed, error) {
-	inv := Computed{Period: in.Period, Currency: in.Chain.Currency, Total: money.Zero}
+	if err := in.Chain.Validate(); err != nil {
+		return Computed{}, err
+	}
+	// The total is written like every amount, with the currency's minor digits, also when the
+	// invoice has no line ("0.00", not "0").
+	zero, _ := money.RoundMoney(money.Zero, in.Chain.Currency) // the currency was validated above
+	inv := Computed{Period: in.Period, Currency: in.Chain.Currency, Total: zero}
 	days := pricing.DaysInMonth(in.Period.Year, in.Period.Month)
 	var errs []error
 	seats := append([]Segment(nil), in.Seats...)
