@@ -1,11 +1,175 @@
 package integration_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/channelbilling/cms/local/runner"
+	"github.com/channelbilling/cms/shared/app"
+	"github.com/channelbilling/cms/shared/catalog"
+	"github.com/channelbilling/cms/shared/hierarchy"
+	"github.com/channelbilling/cms/shared/period"
+	"github.com/channelbilling/cms/shared/subscriptions"
 )
+
+// clockedAPI is a second API server on the shared table (the same handlers and authorizer; its
+// events go through the same stream and publisher to the same bus) whose services read a clock
+// the test sets: the catalog, price-list and subscription tests compute what they expect from
+// the instant the server uses, so that a run crossing midnight at a month's end changes
+// nothing, and can put the server on any date. Tokens and sessions keep the real time. Its
+// subscription service reads tenants and plans through afterRead hooks, with which a test
+// changes them between the service's checks and its write.
+type clockedAPI struct {
+	srv   *httptest.Server
+	mu    sync.Mutex
+	at    time.Time // zero: the real time
+	hooks map[string]*readHook
+}
+
+// readHook is a change a test makes once, right after the subscription service read something.
+type readHook struct {
+	fn   func(context.Context) error
+	done chan struct{}
+	err  error
+}
+
+var (
+	clockedOnce sync.Once
+	clocked     *clockedAPI
+	clockedErr  error
+)
+
+// clockedServer returns the clocked API server, starting it on first use.
+func clockedServer(tb testing.TB) *clockedAPI {
+	tb.Helper()
+	clockedOnce.Do(func() {
+		api := &clockedAPI{hooks: map[string]*readHook{}}
+		d, err := app.New(context.Background(), deps.Config, itAWS, quiet, itStack.DynamoDBOptions())
+		if err != nil {
+			clockedErr = err
+			return
+		}
+		d.SetClock(api.now)
+		d.Subscriptions.Entities = hookedEntities{next: d.Subscriptions.Entities, api: api}
+		d.Subscriptions.Plans = hookedPlans{next: d.Subscriptions.Plans, api: api}
+		rn, err := runner.New(d)
+		if err != nil {
+			clockedErr = err
+			return
+		}
+		api.srv = httptest.NewServer(rn)
+		clocked = api
+	})
+	if clockedErr != nil {
+		tb.Fatal("clocked server:", clockedErr)
+	}
+	return clocked
+}
+
+// now is the services' clock: the instant set last, one microsecond later at every reading so
+// that what is recorded keeps its order; the real time when none is set.
+func (api *clockedAPI) now() time.Time {
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if api.at.IsZero() {
+		return time.Now().UTC()
+	}
+	api.at = api.at.Add(time.Microsecond)
+	return api.at
+}
+
+// setNow sets the clock to at until the end of the test.
+func (api *clockedAPI) setNow(tb testing.TB, at time.Time) {
+	api.mu.Lock()
+	api.at = at.UTC()
+	api.mu.Unlock()
+	tb.Cleanup(func() { api.mu.Lock(); api.at = time.Time{}; api.mu.Unlock() })
+}
+
+// freeze sets the clock to the real time (an hour earlier during a month's last hour, so that
+// the clock cannot reach the next month during the test) and returns that instant, from which
+// the test computes its expected dates.
+func (api *clockedAPI) freeze(tb testing.TB) time.Time {
+	now := time.Now().UTC()
+	if period.Of(now.Add(time.Hour)) != period.Of(now) {
+		now = now.Add(-time.Hour)
+	}
+	api.setNow(tb, now)
+	return now
+}
+
+// on returns c calling the clocked server.
+func (api *clockedAPI) on(c client) client {
+	c.base = api.srv.URL
+	return c
+}
+
+// afterRead makes fn run once, right after the subscription service next reads the entity or
+// the plan with id (kind "entity" or "plan"), before it writes anything. The returned function
+// reports fn's error, or an error when fn has not run; the hook is removed at the end of the test.
+func (api *clockedAPI) afterRead(tb testing.TB, kind, id string, fn func(context.Context) error) (ran func() error) {
+	h := &readHook{fn: fn, done: make(chan struct{})}
+	api.mu.Lock()
+	api.hooks[kind+"/"+id] = h
+	api.mu.Unlock()
+	tb.Cleanup(func() { api.mu.Lock(); delete(api.hooks, kind+"/"+id); api.mu.Unlock() })
+	return func() error {
+		select {
+		case <-h.done:
+			return h.err
+		default:
+			return errors.New("the " + kind + " " + id + " was never read")
+		}
+	}
+}
+
+func (api *clockedAPI) fire(ctx context.Context, kind, id string) {
+	api.mu.Lock()
+	h := api.hooks[kind+"/"+id]
+	delete(api.hooks, kind+"/"+id)
+	api.mu.Unlock()
+	if h != nil {
+		h.err = h.fn(ctx)
+		close(h.done)
+	}
+}
+
+// hookedEntities and hookedPlans are the subscription service's reads with the hooks.
+type hookedEntities struct {
+	next subscriptions.Entities
+	api  *clockedAPI
+}
+
+func (h hookedEntities) GetEntity(ctx context.Context, id string) (*hierarchy.Entity, error) {
+	e, err := h.next.GetEntity(ctx, id)
+	h.api.fire(ctx, "entity", id)
+	return e, err
+}
+
+type hookedPlans struct {
+	next subscriptions.Plans
+	api  *clockedAPI
+}
+
+func (h hookedPlans) GetPlan(ctx context.Context, id string) (*catalog.Plan, error) {
+	p, err := h.next.GetPlan(ctx, id)
+	h.api.fire(ctx, "plan", id)
+	return p, err
+}
+
+// monthAt returns the first day ("YYYY-MM-DD") of the month offset months from the one holding
+// now; periodAt the same month as "YYYY-MM".
+func monthAt(now time.Time, offset int) string {
+	return period.Of(now).Start().AddDate(0, offset, 0).Format(time.DateOnly)
+}
+
+func periodAt(now time.Time, offset int) string { return monthAt(now, offset)[:7] }
 
 // rateOut is a rate as the API writes it: every decimal a string.
 type rateOut struct {
@@ -54,15 +218,9 @@ type planOut struct {
 	RetiredAt   *time.Time `json:"retiredAt"`
 }
 
-func currentMonthStart() string {
-	now := time.Now().UTC()
-	return time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC).Format(time.DateOnly)
-}
-
-func monthStart(offset int) string {
-	now := time.Now().UTC()
-	return time.Date(now.Year(), now.Month()+time.Month(offset), 1, 0, 0, 0, 0, time.UTC).Format(time.DateOnly)
-}
+// monthStart is monthAt on the real clock, for tests on the shared server whose dates cannot
+// meet a month's boundary in a way that matters.
+func monthStart(offset int) string { return monthAt(time.Now(), offset) }
 
 // storageSKU is the SPEC 15 storage-gb SKU under a unique code.
 func storageSKU(code string) map[string]any {
@@ -91,14 +249,17 @@ func mkPlan(tb testing.TB, c client, code string, publish bool, skuIDs ...string
 	return p
 }
 
+// TestSKUs runs on the clocked server: "the current period" is the server's.
 func TestSKUs(t *testing.T) {
-	a := admin(t)
+	api := clockedServer(t)
+	now := api.freeze(t)
+	a := api.on(admin(t))
 	code := uniq("storage-gb")
 	k := mkSKU(t, a, map[string]any{"code": code, "name": "Storage", "unit": "GB", "model": "graduated", "includedQuantity": 50,
 		"thresholds": []any{100, "1000"},
 		"tiers":      []map[string]any{{"upTo": 100, "unitPrice": "0.10"}, {"upTo": 1000, "unitPrice": 0.08}, {"unitPrice": "0.05"}}})
 	if k.Currency != "EUR" || k.Model != "graduated" || len(k.Tiers) != 3 || k.Tiers[2].UpTo != nil || k.Tiers[1].UnitPrice != "0.08" ||
-		k.IncludedQuantity != "50" || k.EffectiveFrom != currentMonthStart() || len(k.Rates) != 1 || strings.Join(k.Thresholds, ",") != "100,1000" {
+		k.IncludedQuantity != "50" || k.EffectiveFrom != monthAt(now, 0) || len(k.Rates) != 1 || strings.Join(k.Thresholds, ",") != "100,1000" {
 		t.Fatalf("created %+v", k)
 	}
 
@@ -120,14 +281,14 @@ func TestSKUs(t *testing.T) {
 	t.Run("RateChangeIsEffectiveDated", func(t *testing.T) {
 		var got skuOut
 		a.must(200, "PUT", "/api/v1/pricing/"+k.ID, map[string]any{"name": "Storage v2", "model": "per_unit", "unitPrice": "0.04",
-			"effectiveFrom": monthStart(1)}, &got)
-		if got.Name != "Storage v2" || len(got.Rates) != 2 || got.Rates[0].EffectiveFrom != monthStart(1) || *got.Rates[0].UnitPrice != "0.04" {
+			"effectiveFrom": monthAt(now, 1)}, &got)
+		if got.Name != "Storage v2" || len(got.Rates) != 2 || got.Rates[0].EffectiveFrom != monthAt(now, 1) || *got.Rates[0].UnitPrice != "0.04" {
 			t.Fatalf("history %+v", got.Rates)
 		}
-		if got.Model != "graduated" || got.EffectiveFrom != currentMonthStart() {
+		if got.Model != "graduated" || got.EffectiveFrom != monthAt(now, 0) {
 			t.Fatalf("the current period keeps its rate: %s from %s", got.Model, got.EffectiveFrom)
 		}
-		env := a.do("PUT", "/api/v1/pricing/"+k.ID, map[string]any{"model": "per_unit", "unitPrice": "0.04", "effectiveFrom": monthStart(-1)})
+		env := a.do("PUT", "/api/v1/pricing/"+k.ID, map[string]any{"model": "per_unit", "unitPrice": "0.04", "effectiveFrom": monthAt(now, -1)})
 		if env.status != 400 || !env.hasError("in_past", "effectiveFrom") {
 			t.Fatalf("a rate change may not rewrite a past period: %s", env.raw)
 		}
