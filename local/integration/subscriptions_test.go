@@ -1,13 +1,17 @@
 package integration_test
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/channelbilling/cms/shared/catalog"
+	"github.com/channelbilling/cms/shared/hierarchy"
 	"github.com/channelbilling/cms/shared/outbox"
+	"github.com/channelbilling/cms/shared/period"
 	"github.com/channelbilling/cms/shared/subscriptions"
 )
 
@@ -42,21 +46,82 @@ type historyOut struct {
 // subEvents returns the outbox events of one type about a subscription, oldest first.
 func subEvents(t *testing.T, typ, subID string) []subscriptions.EventDetail {
 	t.Helper()
+	var out []subscriptions.EventDetail
+	for _, e := range outboxEvents(t, typ, func(d subscriptions.EventDetail) bool { return d.SubscriptionID == subID }) {
+		out = append(out, e.detail)
+	}
+	return out
+}
+
+// storedEventOf is an outbox event of a subscription with its decoded detail.
+type storedEventOf struct {
+	id     string
+	detail subscriptions.EventDetail
+}
+
+// String names the event and its subscription, for failure messages.
+func (e storedEventOf) String() string { return e.id + " of " + e.detail.SubscriptionID }
+
+// outboxEvents returns every customer.* event of type typ in the outbox (the whole table, not
+// only this test's) whose detail satisfies match, oldest first.
+func outboxEvents(t *testing.T, typ string, match func(subscriptions.EventDetail) bool) []storedEventOf {
+	t.Helper()
 	evs, err := deps.Store.Events(t.Context(), typ)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []subscriptions.EventDetail
+	var out []storedEventOf
 	for _, e := range evs {
 		var d subscriptions.EventDetail
 		if err := json.Unmarshal(e.Detail, &d); err != nil {
 			t.Fatal(err)
 		}
-		if d.SubscriptionID == subID {
-			out = append(out, d)
+		if match(d) {
+			out = append(out, storedEventOf{id: e.ID, detail: d})
 		}
 	}
 	return out
+}
+
+// customerEvents lists the customer.* event types.
+var customerEvents = []string{outbox.CustomerCreated, outbox.CustomerUpgraded, outbox.CustomerCancelled}
+
+// ofTenant matches the events about any subscription of a tenant.
+func ofTenant(tenantID string) func(subscriptions.EventDetail) bool {
+	return func(d subscriptions.EventDetail) bool { return d.TenantID == tenantID }
+}
+
+// ofSubscription matches the events about one subscription.
+func ofSubscription(subID string) func(subscriptions.EventDetail) bool {
+	return func(d subscriptions.EventDetail) bool { return d.SubscriptionID == subID }
+}
+
+// onBus returns the distinct events of type typ read back from the bus whose detail satisfies
+// match, by outbox id: a redelivery of one event counts once.
+func onBus(typ string, match func(subscriptions.EventDetail) bool) map[string]subscriptions.EventDetail {
+	out := map[string]subscriptions.EventDetail{}
+	for _, e := range deliveries(typ, nil) {
+		var d subscriptions.EventDetail
+		if json.Unmarshal(e.Data, &d) == nil && match(d) {
+			out[e.ID] = d
+		}
+	}
+	return out
+}
+
+// busCaughtUp writes one more event (the first subscription of a new tenant of partnerID, on
+// planID), waits until it is read back from the bus, then one more second for the other stream
+// shards: by then any event written before it has been published too.
+func busCaughtUp(t *testing.T, c client, partnerID, planID string) {
+	t.Helper()
+	tn := create(t, c, "tenants", map[string]any{"name": "Sentinel", "parent": parent("partner", partnerID)})
+	var s subOut
+	c.must(201, "POST", "/api/v1/subscriptions", map[string]any{"tenantId": tn.ID, "planId": planID, "quantity": 1}, &s)
+	waitForEvent(t, outbox.CustomerCreated, func(e busEvent) bool {
+		var d subscriptions.EventDetail
+		return json.Unmarshal(e.Data, &d) == nil && d.SubscriptionID == s.ID
+	})
+	time.Sleep(time.Second)
 }
 
 func subIDs(subs []subOut) []string {
@@ -74,8 +139,12 @@ func sorted(ids ...string) []string {
 	return out
 }
 
+// TestSubscriptionLifecycle runs on the clocked server: "now" and "the end of the period" are
+// the server's.
 func TestSubscriptionLifecycle(t *testing.T) {
-	a := admin(t)
+	api := clockedServer(t)
+	now := api.freeze(t)
+	a := api.on(admin(t))
 	d := create(t, a, "distributors", map[string]any{"name": "D"})
 	p := create(t, a, "partners", map[string]any{"name": "P", "parent": parent("distributor", d.ID)})
 	p2 := create(t, a, "partners", map[string]any{"name": "P2", "parent": parent("distributor", d.ID)})
@@ -88,6 +157,7 @@ func TestSubscriptionLifecycle(t *testing.T) {
 	partnerUser, partnerAdmin := mkUser(t, a, "partner_admin", p.ID)
 	tenantUser, tenantAdmin := mkUser(t, a, "tenant_admin", tn.ID)
 	_, otherPartner := mkUser(t, a, "partner_admin", p2.ID)
+	partnerAdmin, tenantAdmin, otherPartner = api.on(partnerAdmin), api.on(tenantAdmin), api.on(otherPartner)
 
 	// SPEC 15: T subscribes to pro with 10 seats on 2026-10-11 (an import: earlier than now).
 	var s1 subOut
@@ -129,7 +199,7 @@ func TestSubscriptionLifecycle(t *testing.T) {
 			{"ErrDraftPlan", a, map[string]any{"tenantId": tn.ID, "planId": draft.ID, "quantity": 1}, 422, "plan_not_published", "planId"},
 			{"ErrDraftPlanUnseen", partnerAdmin, map[string]any{"tenantId": tn.ID, "planId": draft.ID, "quantity": 1}, 422, "not_found", "planId"},
 			{"ErrTenantOutsideSubtree", partnerAdmin, map[string]any{"tenantId": tn2.ID, "planId": pro.ID, "quantity": 1}, 422, "not_found", "tenantId"},
-			{"ErrStartInFuture", partnerAdmin, map[string]any{"tenantId": tn.ID, "planId": pro.ID, "quantity": 1, "startDate": monthStart(2)}, 422, "in_future", "startDate"},
+			{"ErrStartInFuture", partnerAdmin, map[string]any{"tenantId": tn.ID, "planId": pro.ID, "quantity": 1, "startDate": monthAt(now, 2)}, 422, "in_future", "startDate"},
 			{"ErrUnknownField", partnerAdmin, map[string]any{"tenantId": tn.ID, "planId": pro.ID, "quantity": 1, "seats": 1}, 400, "unknown_field", "seats"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -218,7 +288,7 @@ func TestSubscriptionLifecycle(t *testing.T) {
 	t.Run("CancelAtPeriodEnd", func(t *testing.T) {
 		var got subOut
 		partnerAdmin.must(200, "DELETE", "/api/v1/subscriptions/"+s2.ID+"?at=period_end", nil, &got)
-		end, _ := time.Parse(time.DateOnly, monthStart(1))
+		end := period.Of(now).End()
 		if got.Status != "active" || got.CancelAt == nil || !got.CancelAt.Equal(end) {
 			t.Fatalf("%+v", got)
 		}
@@ -237,7 +307,7 @@ func TestSubscriptionLifecycle(t *testing.T) {
 	t.Run("CancelNow", func(t *testing.T) {
 		var got subOut
 		tenantAdmin.must(200, "DELETE", "/api/v1/subscriptions/"+s1.ID, nil, &got)
-		if got.Status != "cancelled" || got.CancelAt == nil || time.Since(*got.CancelAt) > time.Minute {
+		if got.Status != "cancelled" || got.CancelAt == nil || got.CancelAt.Before(now) || got.CancelAt.Sub(now) > time.Second {
 			t.Fatalf("%+v", got)
 		}
 		evs := subEvents(t, outbox.CustomerCancelled, s1.ID)
@@ -322,7 +392,7 @@ func TestInvoicedPeriodsClosed(t *testing.T) {
 	p := create(t, a, "partners", map[string]any{"name": "P", "parent": parent("distributor", d.ID)})
 	tn := create(t, a, "tenants", map[string]any{"name": "T", "parent": parent("partner", p.ID)})
 	plan := mkPlan(t, a, uniq("pro"), true)
-	invoiced := period(-2)
+	invoiced := monthStart(-2)[:7]
 	err := deps.Store.Table().Update("PK", "ENT#"+tn.ID).Range("SK", "ENT").Set("InvoicedThrough", invoiced).Run(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -332,13 +402,22 @@ func TestInvoicedPeriodsClosed(t *testing.T) {
 	if env.status != 422 || !env.hasError("period_invoiced", "startDate") {
 		t.Fatalf("a start in an invoiced period: %s", env.raw)
 	}
+	if evs := outboxEvents(t, outbox.CustomerCreated, ofTenant(tn.ID)); len(evs) != 0 {
+		t.Fatalf("the refused first subscription left customer.created: %+v", evs)
+	}
 	var s subOut
 	a.must(201, "POST", "/api/v1/subscriptions", map[string]any{"tenantId": tn.ID, "planId": plan.ID, "quantity": 1,
 		"startDate": monthStart(-1)}, &s)
+	if evs := outboxEvents(t, outbox.CustomerCreated, ofTenant(tn.ID)); len(evs) != 1 || evs[0].detail.SubscriptionID != s.ID {
+		t.Fatalf("customer.created of the tenant: %+v", evs)
+	}
 }
 
 // TestFirstSubscriptionConcurrency: parallel first subscriptions of one tenant emit exactly one
-// customer.created, decided by the condition on the tenant's counter.
+// customer.created, decided by the condition on the tenant's counter. Every attempt that lost
+// the race wrote a transaction carrying its own customer.created (with its own subscription id)
+// that failed on that condition: so every customer.created of the tenant is counted, in the
+// outbox and on the bus, not only those of the subscriptions that were created.
 func TestFirstSubscriptionConcurrency(t *testing.T) {
 	a := admin(t)
 	d := create(t, a, "distributors", map[string]any{"name": "D"})
@@ -374,17 +453,240 @@ func TestFirstSubscriptionConcurrency(t *testing.T) {
 			t.Fatalf("status %d", st)
 		}
 	}
-	events := 0
+	var createdIDs []string
 	for id := range ids {
-		events += len(subEvents(t, outbox.CustomerCreated, id))
+		createdIDs = append(createdIDs, id)
 	}
 	t.Logf("%d of %d parallel creates committed", created, n)
-	if created == 0 || events != 1 {
-		t.Fatalf("%d created, %d customer.created events", created, events)
+	evs := outboxEvents(t, outbox.CustomerCreated, ofTenant(tn.ID))
+	if created == 0 || len(evs) != 1 || !slices.Contains(createdIDs, evs[0].detail.SubscriptionID) {
+		t.Fatalf("%d created (%v), customer.created events of the tenant: %+v", created, createdIDs, evs)
+	}
+	for _, typ := range []string{outbox.CustomerUpgraded, outbox.CustomerCancelled} {
+		if evs := outboxEvents(t, typ, ofTenant(tn.ID)); len(evs) != 0 {
+			t.Fatalf("%s events: %+v", typ, evs)
+		}
+	}
+	busCaughtUp(t, a, p.ID, plan.ID)
+	if bus := onBus(outbox.CustomerCreated, ofTenant(tn.ID)); len(bus) != 1 || bus[evs[0].id].SubscriptionID != evs[0].detail.SubscriptionID {
+		t.Fatalf("customer.created of the tenant on the bus: %+v, in the outbox: %+v", bus, evs)
 	}
 	var e entity
 	a.must(200, "GET", "/api/v1/tenants/"+tn.ID, nil, &e)
 	if *e.NbOfSubscriptions != created {
 		t.Fatalf("nbOfSubscriptions %d for %d created", *e.NbOfSubscriptions, created)
 	}
+}
+
+// TestFailedChangesLeaveNoEvent provokes changes that fail when their transaction commits: on
+// the clocked server, the tenant or the plan changes right after the subscription service
+// checked it and before it writes the subscription, its history and its customer.* event in one
+// transaction; and concurrent cancellations and plan changes of one subscription race each
+// other. No failed change may leave an event, in the outbox or on the bus (SPEC 13).
+func TestFailedChangesLeaveNoEvent(t *testing.T) {
+	api := clockedServer(t)
+	now := api.freeze(t)
+	a := api.on(admin(t))
+	d := create(t, a, "distributors", map[string]any{"name": "Fail D"})
+	p := create(t, a, "partners", map[string]any{"name": "Fail P", "parent": parent("distributor", d.ID)})
+	plan := mkPlan(t, a, uniq("fail"), true)
+	newTenant := func(t *testing.T) entity {
+		t.Helper()
+		return create(t, a, "tenants", map[string]any{"name": "Fail T", "parent": parent("partner", p.ID)})
+	}
+	subscribe := func(t *testing.T, tenantID string) envelope {
+		t.Helper()
+		return a.do("POST", "/api/v1/subscriptions", map[string]any{"tenantId": tenantID, "planId": plan.ID, "quantity": 1})
+	}
+	retire := func(id string) func(context.Context) error {
+		return func(ctx context.Context) error {
+			_, err := deps.Store.UpdatePlan(ctx, id, func(pl *catalog.Plan) error {
+				at := time.Now().UTC()
+				pl.Status, pl.RetiredAt = catalog.PlanRetired, &at
+				return nil
+			})
+			return err
+		}
+	}
+	// untouched asserts that a tenant whose every change failed has no subscription, no count
+	// and no event in the outbox.
+	untouched := func(t *testing.T, tenantID string) {
+		t.Helper()
+		for _, typ := range customerEvents {
+			if evs := outboxEvents(t, typ, ofTenant(tenantID)); len(evs) != 0 {
+				t.Fatalf("a failed change left %s: %+v", typ, evs)
+			}
+		}
+		var subs []subOut
+		a.must(200, "GET", "/api/v1/subscriptions?tenantId="+tenantID, nil, &subs)
+		var e entity
+		a.must(200, "GET", "/api/v1/tenants/"+tenantID, nil, &e)
+		if len(subs) != 0 || e.NbOfSubscriptions == nil || *e.NbOfSubscriptions != 0 {
+			t.Fatalf("a failed create left %d subscriptions, count %v", len(subs), e.NbOfSubscriptions)
+		}
+	}
+	// history returns the actions of a subscription's history.
+	history := func(t *testing.T, subID string) []string {
+		t.Helper()
+		var h []historyOut
+		a.must(200, "GET", "/api/v1/subscriptions/"+subID+"/history?page_size=100", nil, &h)
+		var out []string
+		for _, e := range h {
+			out = append(out, e.Action)
+		}
+		return out
+	}
+	var silent []string // tenants whose every change failed
+	// once maps subscription ids to the type of which each has exactly one event; never to a
+	// type of which each has none.
+	once, never := map[string]string{}, map[string]string{}
+
+	t.Run("TenantCancelledBeforeCommit", func(t *testing.T) {
+		tn := newTenant(t)
+		ran := api.afterRead(t, "entity", tn.ID, func(ctx context.Context) error {
+			_, err := deps.Store.UpdateEntity(ctx, tn.ID, func(e *hierarchy.Entity) error {
+				e.Status = hierarchy.StatusCancelled
+				return nil
+			})
+			return err
+		})
+		env := subscribe(t, tn.ID)
+		if err := ran(); err != nil {
+			t.Fatal(err)
+		}
+		// The first attempt, a first subscription with its customer.created, failed on the
+		// tenant's condition; the retry read the tenant cancelled.
+		if env.status != 422 || !env.hasError("cancelled", "tenantId") {
+			t.Fatalf("got %s", env.raw)
+		}
+		untouched(t, tn.ID)
+		silent = append(silent, tn.ID)
+	})
+	t.Run("TenantInvoicedBeforeCommit", func(t *testing.T) {
+		tn := newTenant(t)
+		ran := api.afterRead(t, "entity", tn.ID, func(ctx context.Context) error {
+			// Billing's write, made directly: the tenant is invoiced through the running period.
+			return deps.Store.Table().Update("PK", "ENT#"+tn.ID).Range("SK", "ENT").Set("InvoicedThrough", periodAt(now, 0)).Run(ctx)
+		})
+		env := subscribe(t, tn.ID)
+		if err := ran(); err != nil {
+			t.Fatal(err)
+		}
+		if env.status != 422 || !env.hasError("period_invoiced", "startDate") {
+			t.Fatalf("got %s", env.raw)
+		}
+		untouched(t, tn.ID)
+		silent = append(silent, tn.ID)
+	})
+	t.Run("PlanRetiredBeforeCommit", func(t *testing.T) {
+		tn := newTenant(t)
+		closing := mkPlan(t, a, uniq("closing"), true)
+		ran := api.afterRead(t, "plan", closing.ID, retire(closing.ID))
+		env := a.do("POST", "/api/v1/subscriptions", map[string]any{"tenantId": tn.ID, "planId": closing.ID, "quantity": 1})
+		if err := ran(); err != nil {
+			t.Fatal(err)
+		}
+		if env.status != 422 || !env.hasError("plan_not_published", "planId") {
+			t.Fatalf("got %s", env.raw)
+		}
+		untouched(t, tn.ID)
+		silent = append(silent, tn.ID)
+	})
+	t.Run("UpgradeToPlanRetiredBeforeCommit", func(t *testing.T) {
+		tn := newTenant(t)
+		var s subOut
+		a.must(201, "POST", "/api/v1/subscriptions", map[string]any{"tenantId": tn.ID, "planId": plan.ID, "quantity": 1}, &s)
+		closing := mkPlan(t, a, uniq("closing"), true)
+		ran := api.afterRead(t, "plan", closing.ID, retire(closing.ID))
+		env := a.do("PUT", "/api/v1/subscriptions/"+s.ID, map[string]any{"planId": closing.ID, "quantity": 2})
+		if err := ran(); err != nil {
+			t.Fatal(err)
+		}
+		if env.status != 422 || !env.hasError("plan_not_published", "planId") {
+			t.Fatalf("got %s", env.raw)
+		}
+		var got subOut
+		a.must(200, "GET", "/api/v1/subscriptions/"+s.ID, nil, &got)
+		if evs := subEvents(t, outbox.CustomerUpgraded, s.ID); len(evs) != 0 || got.PlanID != plan.ID || got.Quantity != "1" ||
+			!slices.Equal(history(t, s.ID), []string{"create"}) {
+			t.Fatalf("the failed plan change left %d events, plan %s x %s, history %v", len(evs), got.PlanID, got.Quantity, history(t, s.ID))
+		}
+		once[s.ID], never[s.ID] = outbox.CustomerCreated, outbox.CustomerUpgraded
+	})
+	// race runs n copies of one request on a subscription at once and returns their statuses.
+	race := func(n int, method, path string, body any) []int {
+		out := make([]int, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				out[i] = a.do(method, path, body).status
+			}()
+		}
+		wg.Wait()
+		return out
+	}
+	t.Run("ConcurrentCancels", func(t *testing.T) {
+		tn := newTenant(t)
+		var s subOut
+		a.must(201, "POST", "/api/v1/subscriptions", map[string]any{"tenantId": tn.ID, "planId": plan.ID, "quantity": 1}, &s)
+		statuses := race(6, "DELETE", "/api/v1/subscriptions/"+s.ID+"?at=now", nil)
+		ok := 0
+		for _, st := range statuses {
+			switch st {
+			case 200:
+				ok++
+			case 409: // lost: the subscription was cancelled meanwhile, or it gave up retrying
+			default:
+				t.Fatalf("statuses %v", statuses)
+			}
+		}
+		if evs := subEvents(t, outbox.CustomerCancelled, s.ID); ok != 1 || len(evs) != 1 ||
+			!slices.Equal(history(t, s.ID), []string{"create", "cancel"}) {
+			t.Fatalf("statuses %v, customer.cancelled %+v, history %v", statuses, evs, history(t, s.ID))
+		}
+		once[s.ID] = outbox.CustomerCancelled
+	})
+	t.Run("ConcurrentUpgrades", func(t *testing.T) {
+		tn := newTenant(t)
+		var s subOut
+		a.must(201, "POST", "/api/v1/subscriptions", map[string]any{"tenantId": tn.ID, "planId": plan.ID, "quantity": 1}, &s)
+		target := mkPlan(t, a, uniq("target"), true)
+		statuses := race(6, "PUT", "/api/v1/subscriptions/"+s.ID, map[string]any{"planId": target.ID})
+		for _, st := range statuses {
+			if st != 200 && st != 409 { // 200 also for "already on that plan": nothing written
+				t.Fatalf("statuses %v", statuses)
+			}
+		}
+		evs := subEvents(t, outbox.CustomerUpgraded, s.ID)
+		if len(evs) != 1 || evs[0].PlanID != target.ID || !slices.Equal(history(t, s.ID), []string{"create", "update"}) {
+			t.Fatalf("statuses %v, customer.upgraded %+v, history %v", statuses, evs, history(t, s.ID))
+		}
+		once[s.ID] = outbox.CustomerUpgraded
+	})
+	t.Run("NothingOnTheBus", func(t *testing.T) {
+		busCaughtUp(t, a, p.ID, plan.ID)
+		for _, tn := range silent {
+			for _, typ := range customerEvents {
+				if bus := onBus(typ, ofTenant(tn)); len(bus) != 0 {
+					t.Errorf("%s of tenant %s on the bus after a failed change: %+v", typ, tn, bus)
+				}
+			}
+		}
+		for sub, typ := range never {
+			if bus := onBus(typ, ofSubscription(sub)); len(bus) != 0 {
+				t.Errorf("%s of %s on the bus after a failed change: %+v", typ, sub, bus)
+			}
+		}
+		for sub, typ := range once {
+			bus := onBus(typ, ofSubscription(sub))
+			stored := outboxEvents(t, typ, ofSubscription(sub))
+			if len(bus) != 1 || len(stored) != 1 {
+				t.Errorf("%s of %s: %d on the bus, %d in the outbox, want one", typ, sub, len(bus), len(stored))
+			} else if _, ok := bus[stored[0].id]; !ok {
+				t.Errorf("%s of %s: the bus has %v, the outbox %s", typ, sub, bus, stored[0].id)
+			}
+		}
+	})
 }
