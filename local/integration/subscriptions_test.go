@@ -392,13 +392,14 @@ func TestInvoicedPeriodsClosed(t *testing.T) {
 	p := create(t, a, "partners", map[string]any{"name": "P", "parent": parent("distributor", d.ID)})
 	tn := create(t, a, "tenants", map[string]any{"name": "T", "parent": parent("partner", p.ID)})
 	plan := mkPlan(t, a, uniq("pro"), true)
-	invoiced := monthStart(-2)[:7]
+	now := time.Now() // one instant for every date below; the server only checks they are past
+	invoiced := periodAt(now, -2)
 	err := deps.Store.Table().Update("PK", "ENT#"+tn.ID).Range("SK", "ENT").Set("InvoicedThrough", invoiced).Run(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	env := a.do("POST", "/api/v1/subscriptions", map[string]any{"tenantId": tn.ID, "planId": plan.ID, "quantity": 1,
-		"startDate": monthStart(-2) + "T12:00:00Z"})
+		"startDate": monthAt(now, -2) + "T12:00:00Z"})
 	if env.status != 422 || !env.hasError("period_invoiced", "startDate") {
 		t.Fatalf("a start in an invoiced period: %s", env.raw)
 	}
@@ -407,7 +408,7 @@ func TestInvoicedPeriodsClosed(t *testing.T) {
 	}
 	var s subOut
 	a.must(201, "POST", "/api/v1/subscriptions", map[string]any{"tenantId": tn.ID, "planId": plan.ID, "quantity": 1,
-		"startDate": monthStart(-1)}, &s)
+		"startDate": monthAt(now, -1)}, &s)
 	if evs := outboxEvents(t, outbox.CustomerCreated, ofTenant(tn.ID)); len(evs) != 1 || evs[0].detail.SubscriptionID != s.ID {
 		t.Fatalf("customer.created of the tenant: %+v", evs)
 	}
