@@ -127,7 +127,8 @@ type lookups struct {
 func (l *lookups) sku(ctx context.Context, code string, now time.Time) (*catalog.SKU, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.skus == nil || now.Sub(l.at) > l.ttl || l.skus[code] == nil {
+	// A list read "after" now (the clock was set back) is as stale as an old one.
+	if age := now.Sub(l.at); l.skus == nil || age < 0 || age > l.ttl || l.skus[code] == nil {
 		all, err := l.cat.ListSKUs(ctx)
 		if err != nil {
 			return nil, err

@@ -203,3 +203,38 @@ func TestErrSeatsNotWhole(t *testing.T) {
 		})
 	}
 }
+
+// TestCatalogCacheClockSetBack: the worker caches the SKU list for a minute of its clock; a
+// list read "after" now (a clock set back, as the test clock and a stepped wall clock are) is
+// stale. September is billed on 1 Oct with a rate recorded after the list was cached on 1 Dec.
+func TestCatalogCacheClockSetBack(t *testing.T) {
+	w := newWorld()
+	p := w.addEntity("prt_p", access.Partner, nil, nil)
+	a := w.addEntity("tnt_a", access.Tenant, p, nil)
+	b := w.addEntity("tnt_b", access.Tenant, p, nil)
+	w.skus = []*catalog.SKU{perUnitSKU(t, "sku_st", "storage", "1.00", "0")}
+	w.skus[0].Rates[0].EffectiveFrom = "2026-10-01"
+	w.plans["pln_s"] = &catalog.Plan{ID: "pln_s", Code: "s", Currency: "EUR", BasePrice: dec(t, "0"),
+		Charges: []catalog.PlanCharge{{SKUID: "sku_st", SKUCode: "storage"}}}
+	w.subscribe("sub_a", a, "pln_s", dec(t, "1"), oct(1, 0), oct(1, 0))
+	w.subscribe("sub_b", b, "pln_s", dec(t, "1"), oct(1, 0).AddDate(0, -1, 0), oct(1, 0).AddDate(0, -1, 0))
+	w.addUsage(a.ID, billing.UsageKey{SubscriptionID: "sub_a", SKU: "storage", Period: october}, dec(t, "10"), false)
+	sep := october.Prev()
+	w.addUsage(b.ID, billing.UsageKey{SubscriptionID: "sub_b", SKU: "storage", Period: sep}, dec(t, "10"), false)
+
+	now := time.Date(2026, 12, 1, 0, 5, 0, 0, time.UTC)
+	svc := w.service(&now)
+	if inv, fail := w.bill(t, svc, october, a.ID); inv == nil || inv.Total.Amount.String() != "10.00" {
+		t.Fatalf("october %+v %+v", inv, fail)
+	}
+	price := dec(t, "2.00")
+	sku := *w.skus[0]
+	sku.Rates = append([]catalog.RateVersion{sku.Rates[0]}, catalog.RateVersion{EffectiveFrom: "2026-09-01",
+		Rate: pricing.Rate{Model: pricing.PerUnit, UnitPrice: &price}})
+	w.skus = []*catalog.SKU{&sku}
+	now = time.Date(2026, 10, 1, 0, 5, 0, 0, time.UTC)
+	inv, fail := w.bill(t, svc, sep, b.ID)
+	if fail != nil || inv == nil || inv.Total.Amount.String() != "20.00" {
+		t.Fatalf("september %+v %+v: the SKU list cached on 1 Dec must not serve 1 Oct", inv, fail)
+	}
+}

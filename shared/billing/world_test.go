@@ -414,3 +414,17 @@ func (w *world) cancel(s *subscriptions.Subscription, at time.Time, mode string,
 		w.record(s, *s.CancelAt, subscriptions.ActionCancelEffective, func() { s.Status = subscriptions.StatusCancelled })
 	}
 }
+
+// ResolvePending reports the tenant's flags that still have pending increments: the fake's
+// increments are all written at once, so none (the fake has nothing to finish or cancel).
+func (w *world) ResolvePending(_ context.Context, tenantID string) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, f := range w.flags[tenantID] {
+		if f.Pending {
+			n++
+		}
+	}
+	return n, nil
+}

@@ -132,7 +132,12 @@ func (s *Source) now() time.Time {
 
 func (s *Source) fresh(at time.Time, ttl time.Duration) bool { return fresh(s.now(), at, ttl) }
 
-func fresh(now, at time.Time, ttl time.Duration) bool { return !at.IsZero() && now.Sub(at) < ttl }
+// fresh reports whether an entry cached at `at` may still be served at now. An entry from the
+// future (the clock was set back) is stale: served, it would be fresh until the clock caught up.
+func fresh(now, at time.Time, ttl time.Duration) bool {
+	age := now.Sub(at)
+	return !at.IsZero() && age >= 0 && age < ttl
+}
 
 // Tenant implements usage.Tenants.
 func (s *Source) Tenant(ctx context.Context, id string) (*usage.Tenant, error) {

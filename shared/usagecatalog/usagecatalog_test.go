@@ -231,6 +231,25 @@ func TestResolve(t *testing.T) {
 			t.Fatalf("%+v %v", res, err)
 		}
 	})
+	t.Run("ClockMovingBackExpiresTheCache", func(t *testing.T) {
+		// A cache filled "later" than now (a clock set back: a test clock, a wall clock
+		// stepped back) is stale, not fresh for ever.
+		src, cat, subs := worked(t)
+		clock := time.Date(2026, 11, 3, 0, 0, 0, 0, time.UTC)
+		src.Now = func() time.Time { return clock }
+		tn, _ := src.Tenant(ctx, "tnt_t")
+		if _, err := src.Resolve(ctx, tn, "sub_t", "storage-gb", at(20)); err != nil {
+			t.Fatal(err)
+		}
+		cat.skus = append(cat.skus, &catalog.SKU{ID: "sku_new", Code: "new"})
+		cat.plans["pln_new"] = &catalog.Plan{ID: "pln_new", Charges: []catalog.PlanCharge{{SKUID: "sku_new", SKUCode: "new"}}}
+		subs.subs = append(subs.subs, &subscriptions.Subscription{ID: "sub_new", TenantID: "tnt_t", TenantPath: tn.Path, PlanID: "pln_new", StartDate: oct})
+		clock = clock.AddDate(0, 0, -1)
+		res, err := src.Resolve(ctx, tn, "", "new", at(20))
+		if err != nil || res.SubscriptionID != "sub_new" {
+			t.Fatalf("%+v %v", res, err)
+		}
+	})
 }
 
 func TestCharge(t *testing.T) {
