@@ -1,9 +1,8 @@
 package integration_test
 
 import (
+	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,12 +15,14 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/channelbilling/cms/local/runner"
 	"github.com/channelbilling/cms/local/sqsfeed"
 	"github.com/channelbilling/cms/shared/app"
 	"github.com/channelbilling/cms/shared/ids"
+	"github.com/channelbilling/cms/shared/usagecatalog"
 )
 
 // testClock is the clock of the billing test server: zero means the real time. Catalog data
@@ -81,11 +82,28 @@ func billingServer(t *testing.T) *billingEnvT {
 			billingErr = err
 			return
 		}
+		// Versioned, so that a test can tell a rewrite of an export from the file left there
+		// before (the bytes of a deterministic rewrite are the same).
+		if _, err := e.s3.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(e.bucket),
+			VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}}); err != nil {
+			billingErr = err
+			return
+		}
 		if e.deps, err = app.New(ctx, cfg, itAWS, quiet, itStack.DynamoDBOptions()); err != nil {
 			billingErr = err
 			return
 		}
 		e.deps.SetClock(e.clock.Now)
+		// SetClock leaves usage's view of the catalog (usagecatalog.Source) on the real time, and
+		// it caches a tenant's subscriptions for a minute of its clock: a GET /usage a second
+		// (real) after a plan change made days earlier on the test clock would price with the
+		// cached plan. It reads the test clock too.
+		src, ok := e.deps.Usage.Pricer.(*usagecatalog.Source)
+		if !ok {
+			billingErr = fmt.Errorf("usage pricer is a %T, not a *usagecatalog.Source", e.deps.Usage.Pricer)
+			return
+		}
+		src.Now = e.clock.Now
 		// A fault fails the tenant's message once at its stage; a stage ending in "*" fails it
 		// at every delivery until the test removes it.
 		e.deps.Billing.Fault = func(stage, tenant string) error {
@@ -140,10 +158,12 @@ type invoiceOut struct {
 		Kind           string   `json:"kind"`
 		SubscriptionID string   `json:"subscriptionId"`
 		SKU            string   `json:"sku"`
+		Description    string   `json:"description"`
 		Quantity       string   `json:"quantity"`
 		Amount         moneyOut `json:"amount"`
 		OriginalPeriod *string  `json:"originalPeriod"`
 		Tiers          []struct {
+			UpTo      *string  `json:"upTo"`
 			Quantity  string   `json:"quantity"`
 			UnitPrice string   `json:"unitPrice"`
 			Amount    moneyOut `json:"amount"`
@@ -218,23 +238,56 @@ func waitCommission(t *testing.T, c client, entity, period, want string) commiss
 	}
 }
 
-func (e *billingEnvT) exportHashes(t *testing.T, period string) map[string]string {
+// exportFile is one finance export as read from the (versioned) exports bucket.
+type exportFile struct {
+	version  string
+	modified time.Time
+	body     []byte
+}
+
+// exports waits until every finance export of period exists and, when after is given, until
+// each has been written again since: a version other than after's, modified at or after since
+// (S3 times are whole seconds). It returns the latest version of each. A run's close writes the
+// exports after the run reports completed, so reading them right then would read the files of
+// the close before; the versions make the rewrite observable although its bytes are the same.
+func (e *billingEnvT) exports(t *testing.T, period string, after map[string]exportFile, since time.Time) map[string]exportFile {
 	t.Helper()
-	out := map[string]string{}
-	for _, name := range []string{"invoices", "invoice_lines", "commissions"} {
-		for _, ext := range []string{"csv", "json"} {
-			key := "exports/" + period + "/" + name + "." + ext
-			obj, err := e.s3.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(e.bucket), Key: aws.String(key)})
-			if err != nil {
-				t.Fatalf("export %s: %v", key, err)
+	ctx := context.Background()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, missing := map[string]exportFile{}, ""
+		for _, name := range []string{"invoices", "invoice_lines", "commissions"} {
+			for _, ext := range []string{"csv", "json"} {
+				key := "exports/" + period + "/" + name + "." + ext
+				obj, err := e.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(e.bucket), Key: aws.String(key)})
+				if err != nil {
+					missing = key + ": " + err.Error()
+					continue
+				}
+				b, err := io.ReadAll(obj.Body)
+				obj.Body.Close()
+				if err != nil {
+					t.Fatalf("export %s: %v", key, err)
+				}
+				f := exportFile{version: aws.ToString(obj.VersionId), modified: aws.ToTime(obj.LastModified), body: b}
+				if f.version == "" || f.version == "null" || f.modified.IsZero() {
+					t.Fatalf("export %s has no version (%q) or modification time: the exports bucket must be versioned", key, f.version)
+				}
+				if prev, ok := after[key]; ok && (f.version == prev.version || f.modified.Before(since.Truncate(time.Second))) {
+					missing = key + " not rewritten yet (version " + f.version + ")"
+					continue
+				}
+				out[key] = f
 			}
-			b, _ := io.ReadAll(obj.Body)
-			obj.Body.Close()
-			h := sha256.Sum256(b)
-			out[key] = hex.EncodeToString(h[:])
 		}
+		if missing == "" {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("exports of %s: %s", period, missing)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	return out
 }
 
 // TestBillingWorkedExample runs SPEC 15 through the API: the catalog and markups effective
@@ -329,24 +382,23 @@ func TestBillingWorkedExample(t *testing.T) {
 		t.Fatalf("subscription summary %+v", sum)
 	}
 
-	// A second run of October creates nothing and rewrites the exports byte for byte.
-	first := e.exportHashes(t, "2026-10")
+	// A second run of October creates nothing and rewrites the exports byte for byte: every
+	// export gets a new version, written after the second run started (so by its close, not the
+	// first run's), with the very bytes of the first run's.
+	first := e.exports(t, "2026-10", nil, time.Time{})
+	started := time.Now() // S3's clock is the machine's, not the test clock
 	again := runBilling(t, a, "2026-10")
 	if again.InvoicesCreated != 0 || again.Status != "completed" {
 		t.Fatalf("second run %+v", again)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var r runOut
-		a.must(200, "GET", "/api/v1/billing/runs/"+again.ID, nil, &r)
-		second := e.exportHashes(t, "2026-10")
-		if fmt.Sprint(first) == fmt.Sprint(second) {
-			break
+	second := e.exports(t, "2026-10", first, started)
+	for key, f := range first {
+		if !bytes.Equal(f.body, second[key].body) {
+			t.Errorf("%s differs after the second run (version %s, then %s):\n%s\n---\n%s", key, f.version, second[key].version, f.body, second[key].body)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("exports differ:\n%v\n%v", first, second)
-		}
-		time.Sleep(200 * time.Millisecond)
+	}
+	if len(first["exports/2026-10/invoices.csv"].body) == 0 || !bytes.Contains(first["exports/2026-10/invoices.csv"].body, []byte(inv.Number)) {
+		t.Fatalf("the invoices export does not list %s:\n%s", inv.Number, first["exports/2026-10/invoices.csv"].body)
 	}
 
 	// Late: 50 GB for October after the run, billed on November's invoice.
@@ -549,5 +601,200 @@ func TestBillingRunFailed(t *testing.T) {
 	// 2 seats x 30.00, plus 10 units at the new rate's 0.50 (it includes no quantity): 65.00.
 	if inv := count(noRate)[0]; inv.Total.Amount != "65.00" || len(inv.Lines) != 2 || inv.Lines[1].Amount.Amount != "5.00" {
 		t.Fatalf("no-rate tenant's invoice %+v", inv)
+	}
+}
+
+// TestBillingMidPeriodChanges bills February 2026 (28 days; a period no other test bills or
+// subscribes in) over HTTP for a tenant whose subscription changes seats and plan mid-month,
+// whose usage is priced with the plan it has at the month's end, and which has a price-list
+// override (a complete rate: its own included quantity, not the plan's). Every step runs on the
+// test clock. Both subscriptions end in February, so they are billed in no later period.
+//
+// Channel: D (10 %) > P (20 %) > T, so the tenant pays list x 1.32 where it has no override.
+// storage: graduated 0.10 to 100, 0.08 to 1000, 0.05 above, includes 50. vm: per_unit 0.60.
+// basic: 20.00/seat, storage includes 200, vm as the SKU. pro: 40.00/seat, storage as the SKU
+// (50), vm includes 10. T's override of vm from 2026-02-01: per_unit 0.80 including 5.
+//
+// S: basic, 4 seats from 3 Feb 09:00; 6 seats from 10 Feb 10:00; pro from 17 Feb 15:00;
+// cancelled on 24 Feb for the period's end (1 Mar). S2: pro, 1 seat from 3 Feb 09:00, cancelled
+// now on 12 Feb 08:00. Usage of S: storage 700 + 550 = 1,250 GB, vm 30 h.
+//
+//	line                       list (platform)               D sells (x1.1)   T pays
+//	S basic 4 seats, 3-9 Feb   20 x 4 x 7/28 = 20.00          22.00            26.40
+//	S basic 6 seats, 10-16 Feb 20 x 6 x 7/28 = 30.00          33.00            39.60
+//	S pro 6 seats, 17-28 Feb   40 x 6 x 12/28 = 102.857.. ->  113.142.. ->     135.771.. ->
+//	                           102.86                         113.14           135.77
+//	S2 pro 1 seat, 3-11 Feb    40 x 1 x 9/28 = 12.857.. ->    14.142.. ->      16.971.. ->
+//	                           12.86                          14.14            16.97
+//	S storage 1,250 GB (pro: includes 50; basic's 200 would give 84.50):
+//	                           100 x 0.10 + 900 x 0.08 + 200 x 0.05 = 92.00    101.20   121.44
+//	S vm 30 h (pro: includes 10): 20 x 0.60 = 12.00           13.20
+//	                           T pays its override (own 5 included): 25 x 0.80 = 20.00
+//	                           (the plan's 10 imposed would give 16.00; no override 15.84)
+//
+// Invoice total 26.40 + 39.60 + 135.77 + 16.97 + 121.44 + 20.00 = 360.18. Platform revenue
+// 20.00 + 30.00 + 102.86 + 12.86 + 92.00 + 12.00 = 269.72. D sells at 22.00 + 33.00 + 113.14 +
+// 14.14 + 101.20 + 13.20 = 296.68: commission 296.68 - 269.72 = 26.96. P: 360.18 - 296.68 =
+// 63.50. 269.72 + 26.96 + 63.50 = 360.18.
+func TestBillingMidPeriodChanges(t *testing.T) {
+	e := billingServer(t)
+	a := e.admin(t)
+	defer e.clock.Set(time.Time{})
+	at := func(day, hour int) time.Time { return time.Date(2026, 2, day, hour, 0, 0, 0, time.UTC) }
+
+	// The channel, the catalog and the override, in January (February has not started).
+	e.clock.Set(time.Date(2026, 1, 15, 12, 0, 0, 0, time.UTC))
+	d := create(t, a, "distributors", map[string]any{"name": "D2"})
+	p := create(t, a, "partners", map[string]any{"name": "P2", "billingId": uniq("P2B"), "parent": parent("distributor", d.ID)})
+	a.must(201, "POST", "/api/v1/distributors/"+d.ID+"/markups", map[string]any{"markup": "10", "startDate": "2026-01-01"}, nil)
+	a.must(201, "POST", "/api/v1/partners/"+p.ID+"/markups", map[string]any{"markup": "20", "startDate": "2026-01-01"}, nil)
+	storageBody := storageSKU(uniq("storage-gb"))
+	storageBody["effectiveFrom"] = "2026-02-01"
+	storage := mkSKU(t, a, storageBody)
+	vm := mkSKU(t, a, map[string]any{"code": uniq("vm-hours"), "name": "VM", "unit": "hour", "model": "per_unit", "unitPrice": "0.60",
+		"effectiveFrom": "2026-02-01"})
+	plan := func(code, base string, charges ...map[string]any) planOut {
+		var pl planOut
+		a.must(201, "POST", "/api/v1/plans", map[string]any{"code": uniq(code), "name": code, "basePrice": base, "charges": charges}, &pl)
+		a.must(200, "POST", "/api/v1/plans/"+pl.ID+"/publish", nil, &pl)
+		return pl
+	}
+	basic := plan("basic", "20.00", map[string]any{"skuId": storage.ID, "includedQuantity": 200}, map[string]any{"skuId": vm.ID})
+	pro := plan("pro", "40.00", map[string]any{"skuId": storage.ID}, map[string]any{"skuId": vm.ID, "includedQuantity": "10"})
+	tn := create(t, a, "tenants", map[string]any{"name": "T2", "parent": parent("partner", p.ID)})
+	a.must(200, "PUT", "/api/v1/pricelists/"+tn.ID+"/"+vm.ID, map[string]any{"model": "per_unit", "unitPrice": "0.80", "includedQuantity": 5,
+		"effectiveFrom": "2026-02-01"}, nil)
+
+	// February: the subscriptions and what happens to them, each at its instant.
+	var s, s2 struct {
+		ID string `json:"id"`
+	}
+	e.clock.Set(at(3, 9))
+	a.must(201, "POST", "/api/v1/subscriptions", map[string]any{"tenantId": tn.ID, "planId": basic.ID, "quantity": 4}, &s)
+	a.must(201, "POST", "/api/v1/subscriptions", map[string]any{"tenantId": tn.ID, "planId": pro.ID, "quantity": 1}, &s2)
+	push := func(code, q, ts string) {
+		var res struct {
+			Accepted int `json:"accepted"`
+		}
+		a.must(202, "POST", "/api/v1/usage", map[string]any{"records": []map[string]any{{"id": uniq("u"), "tenantId": tn.ID,
+			"subscriptionId": s.ID, "sku": code, "quantity": q, "timestamp": ts}}}, &res)
+		if res.Accepted != 1 {
+			t.Fatalf("usage not accepted: %+v", res)
+		}
+	}
+	e.clock.Set(at(5, 12))
+	push(storage.Code, "700", "2026-02-05T11:00:00Z")
+	e.clock.Set(at(10, 10))
+	a.must(200, "PUT", "/api/v1/subscriptions/"+s.ID, map[string]any{"quantity": 6}, nil)
+	e.clock.Set(at(12, 8))
+	a.must(200, "DELETE", "/api/v1/subscriptions/"+s2.ID+"?at=now", nil, nil)
+	e.clock.Set(at(17, 15))
+	a.must(200, "PUT", "/api/v1/subscriptions/"+s.ID, map[string]any{"planId": pro.ID}, nil)
+	e.clock.Set(at(20, 18))
+	push(storage.Code, "550", "2026-02-20T17:00:00Z")
+	push(vm.Code, "30", "2026-02-20T17:30:00Z")
+	e.clock.Set(at(24, 12))
+	var cancelled struct {
+		CancelAt *time.Time `json:"cancelAt"`
+	}
+	a.must(200, "DELETE", "/api/v1/subscriptions/"+s.ID+"?at=period_end", nil, &cancelled)
+	if cancelled.CancelAt == nil || !cancelled.CancelAt.Equal(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("cancel at period end: %+v", cancelled)
+	}
+
+	e.clock.Set(time.Date(2026, 3, 1, 0, 5, 0, 0, time.UTC))
+	// What the usage would cost now (GET /usage) is what the invoice bills: the plan at the
+	// period's end, the override with its own included quantity.
+	var use struct {
+		Items []usageLine `json:"items"`
+	}
+	a.must(200, "GET", "/api/v1/usage?tenantId="+tn.ID+"&period=2026-02", nil, &use)
+	charges := map[string]string{}
+	for _, it := range use.Items {
+		if it.Charge != nil {
+			charges[it.SKU+" "+it.Quantity] = it.Charge.Amount
+		}
+	}
+	if len(use.Items) != 2 || charges[storage.Code+" 1250"] != "121.44" || charges[vm.Code+" 30"] != "20.00" {
+		t.Fatalf("usage charges %v", charges)
+	}
+
+	run := runBilling(t, a, "2026-02")
+	if run.Status != "completed" || run.TenantsFailed != 0 || run.TenantsDone != run.TenantsTotal {
+		t.Fatalf("run %+v", run)
+	}
+	var invs []invoiceOut
+	a.must(200, "GET", "/api/v1/invoices?tenantId="+tn.ID+"&period=2026-02", nil, &invs)
+	if len(invs) != 1 {
+		t.Fatalf("invoices %+v", invs)
+	}
+	var inv invoiceOut
+	a.must(200, "GET", "/api/v1/invoices/"+invs[0].ID, nil, &inv)
+	type line struct{ kind, sub, sku, desc, qty, amount string }
+	// Seat lines by subscription then start, usage lines by subscription then SKU (the codes
+	// sort storage before vm).
+	seatsS := []line{
+		{"seats", s.ID, "", basic.Code + ": 4 seats, 7/28 days", "4", "26.40"},
+		{"seats", s.ID, "", basic.Code + ": 6 seats, 7/28 days", "6", "39.60"},
+		{"seats", s.ID, "", pro.Code + ": 6 seats, 12/28 days", "6", "135.77"},
+	}
+	seatsS2 := []line{{"seats", s2.ID, "", pro.Code + ": 1 seats, 9/28 days", "1", "16.97"}}
+	want := append(append([]line{}, seatsS...), seatsS2...)
+	if s2.ID < s.ID {
+		want = append(append([]line{}, seatsS2...), seatsS...)
+	}
+	want = append(want,
+		line{"usage", s.ID, storage.Code, storage.Code + " usage", "1250", "121.44"},
+		line{"usage", s.ID, vm.Code, vm.Code + " usage", "30", "20.00"})
+	if len(inv.Lines) != len(want) {
+		t.Fatalf("%d lines, want %d: %+v", len(inv.Lines), len(want), inv.Lines)
+	}
+	for i, w := range want {
+		l := inv.Lines[i]
+		got := line{l.Kind, l.SubscriptionID, l.SKU, l.Description, l.Quantity, l.Amount.Amount}
+		if got != w || l.Amount.Currency != "EUR" || l.OriginalPeriod != nil {
+			t.Errorf("line %d: %+v, want %+v", i, got, w)
+		}
+	}
+	// The storage line's tiers as the tenant sees them (unit prices x 1.1 x 1.2, scale kept): 100 x 0.1320 =
+	// 13.20, 900 x 0.1056 = 95.04, 200 x 0.0660 = 13.20. The vm line is the override's
+	// per-unit charge: no tiers.
+	tierText := func(i int) string {
+		var parts []string
+		for _, tr := range inv.Lines[i].Tiers {
+			up := "open"
+			if tr.UpTo != nil {
+				up = *tr.UpTo
+			}
+			parts = append(parts, up+":"+tr.Quantity+"x"+tr.UnitPrice+"="+tr.Amount.Amount)
+		}
+		return strings.Join(parts, " ")
+	}
+	if got := tierText(len(want) - 2); got != "100:100x0.1320=13.20 1000:900x0.1056=95.04 open:200x0.0660=13.20" {
+		t.Errorf("storage tiers %s", got)
+	}
+	if got := tierText(len(want) - 1); got != "" {
+		t.Errorf("vm tiers %s", got)
+	}
+	if inv.Total.Amount != "360.18" || inv.Total.Currency != "EUR" || inv.IssuerID != p.ID || inv.Number != p.BillingID+"-2026-000001" {
+		t.Fatalf("invoice %s %s %s %s", inv.Total.Amount, inv.Total.Currency, inv.IssuerID, inv.Number)
+	}
+	if c := waitCommission(t, a, d.ID, "2026-02", "26.96"); c.Commission.Amount != "26.96" || c.Revenue.Amount != "296.68" || c.Cost.Amount != "269.72" {
+		t.Fatalf("D commission %+v", c)
+	}
+	if c := waitCommission(t, a, p.ID, "2026-02", "63.50"); c.Commission.Amount != "63.50" || c.Revenue.Amount != "360.18" || c.Cost.Amount != "296.68" ||
+		len(c.Tenants) != 1 || c.Tenants[0].TenantID != tn.ID {
+		t.Fatalf("P commission %+v", c)
+	}
+	// Neither subscription is active after February: the tenant is not billed in March.
+	var subs []struct {
+		ID       string     `json:"id"`
+		CancelAt *time.Time `json:"cancelAt"`
+	}
+	a.must(200, "GET", "/api/v1/subscriptions?tenantId="+tn.ID, nil, &subs)
+	for _, sb := range subs {
+		if sb.CancelAt == nil || sb.CancelAt.After(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)) {
+			t.Fatalf("subscription %s runs past February: %+v", sb.ID, sb.CancelAt)
+		}
 	}
 }
