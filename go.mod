@@ -9,6 +9,7 @@ require (
 	github.com/aws/aws-sdk-go-v2 v1.38.2
 	github.com/aws/aws-sdk-go-v2/config v1.31.0
 	github.com/aws/aws-sdk-go-v2/credentials v1.18.4
+	github.com/aws/aws-sdk-go-v2/service/apigateway v1.35.1
 	github.com/aws/aws-sdk-go-v2/service/dynamodb v1.50.0
 	github.com/aws/aws-sdk-go-v2/service/dynamodbstreams v1.22.4
 	github.com/aws/aws-sdk-go-v2/service/eventbridge v1.45.0

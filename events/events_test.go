@@ -221,6 +221,8 @@ func TestEverySampleIsAnsweredByItsHandler(t *testing.T) {
 					f.feedUsage(t, fn, path) // usage_test.go
 				case fn == "billingworker":
 					f.feedBillingWorker(t, path) // billing_test.go
+				case fn == "usagekeys":
+					f.feedUsageKeys(t, path) // usagekeys_test.go
 				default:
 					t.Errorf("no handler known for the samples of %s: add it to this test", fn)
 				}
@@ -295,6 +297,10 @@ func (f *fixture) feedAuthorizer(t *testing.T, path string) {
 	}
 	if len(res.PolicyDocument.Statement) != 1 || res.PolicyDocument.Statement[0].Effect != "Allow" {
 		t.Errorf("policy %+v", res.PolicyDocument)
+	}
+	// A partner admin is metered on its partner's API key (usagekeys/, shared/usagekeys).
+	if want := f.deps.UsageKeys.Value(f.partner.ScopeID); res.UsageIdentifierKey != want {
+		t.Errorf("usageIdentifierKey %q, want the partner's key %q", res.UsageIdentifierKey, want)
 	}
 	// The context is what the HTTP samples carry in requestContext.authorizer.
 	var sample events.APIGatewayProxyRequest

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -19,6 +20,7 @@ import (
 	"github.com/channelbilling/cms/shared/app"
 	"github.com/channelbilling/cms/shared/billing"
 	"github.com/channelbilling/cms/shared/httpapi"
+	"github.com/channelbilling/cms/shared/keyprovisioner"
 	"github.com/channelbilling/cms/shared/tablestore"
 )
 
@@ -189,7 +191,13 @@ func TestSAMRoutesAreTheCodesRoutes(t *testing.T) {
 			if _, dup := got[key]; dup {
 				t.Errorf("template.yaml routes %s twice", key)
 			}
-			got[key] = samRoute{fn: name, public: auth["Authorizer"] == "NONE"}
+			public := auth["Authorizer"] == "NONE"
+			// Api.Auth.ApiKeyRequired is true; a public route must turn it off, an authorised
+			// one must not.
+			if keyOff := auth["ApiKeyRequired"] == false; keyOff != public {
+				t.Errorf("template.yaml %s: public %v but ApiKeyRequired %v", key, public, auth["ApiKeyRequired"])
+			}
+			got[key] = samRoute{fn: name, public: public}
 		}
 	}
 	want := map[string]samRoute{}
@@ -241,6 +249,9 @@ func TestSAMTemplateMatchesTheStack(t *testing.T) {
 	if len(responses) != len(gatewayResponses) {
 		t.Errorf("template.yaml has %d gateway responses, the stack %d", len(responses), len(gatewayResponses))
 	}
+	if api["Auth"].(map[string]any)["ApiKeyRequired"] != true {
+		t.Errorf("template.yaml Api.Auth.ApiKeyRequired is %v, want true", api["Auth"].(map[string]any)["ApiKeyRequired"])
+	}
 	if api["ApiKeySourceType"] != "AUTHORIZER" || api["StageName"] != StageName {
 		t.Errorf("template.yaml Api: key source %v, stage %v", api["ApiKeySourceType"], api["StageName"])
 	}
@@ -272,26 +283,8 @@ func TestSAMTemplateMatchesTheStack(t *testing.T) {
 		if fmt.Sprint(mem, timeout) != fmt.Sprint(spec.MemoryMB, int(spec.Timeout.Seconds())) {
 			t.Errorf("template.yaml %s: %v MB, %v s; the stack: %d MB, %v", name, mem, timeout, spec.MemoryMB, spec.Timeout)
 		}
-		var items []string
-		var query bool
-		for _, pol := range list(p["Policies"]) {
-			for _, st := range list(pol.(map[string]any)["Statement"]) {
-				s := st.(map[string]any)
-				for _, a := range strs(s["Action"]) {
-					if !strings.HasPrefix(a, "dynamodb:") {
-						continue // queues, buckets: TestSAMNonTableAccess
-					}
-					if a == actQuery {
-						query = mentions(s["Resource"], "Table") && strings.Contains(fmt.Sprint(s["Resource"]), "/index/"+"GSI1")
-					} else {
-						items = append(items, a)
-					}
-				}
-			}
-		}
-		sort.Strings(items)
-		if want := slices.Sorted(slices.Values(spec.Table.Items)); !slices.Equal(items, want) || query != spec.Table.Query {
-			t.Errorf("template.yaml %s: table actions %v (query %v), the stack: %v (query %v)", name, items, query, want, spec.Table.Query)
+		if got, want := tableGrants(samStatements(p)), tableGrants(allowStatements(logicalID(t, testStack.Functions[name].Role().RoleName()))); !slices.Equal(got, want) {
+			t.Errorf("template.yaml %s table statements:\n %v\nthe stack:\n %v", name, got, want)
 		}
 	}
 
@@ -314,6 +307,50 @@ func TestSAMTemplateMatchesTheStack(t *testing.T) {
 			t.Errorf("%s: %d in template.yaml, %d in the stack", typ, n, len(resources(typ)))
 		}
 	}
+}
+
+// samStatements returns the statements of a template.yaml function's inline policies.
+func samStatements(fnProps map[string]any) []map[string]any {
+	var out []map[string]any
+	for _, pol := range list(fnProps["Policies"]) {
+		for _, st := range list(pol.(map[string]any)["Statement"]) {
+			out = append(out, st.(map[string]any))
+		}
+	}
+	return out
+}
+
+// tableGrants renders the statements on the table's items (not its stream) as comparable
+// lines: actions, on the table or the table and GSI1, and the dynamodb:LeadingKeys condition.
+func tableGrants(stmts []map[string]any) []string {
+	var out []string
+	for _, s := range stmts {
+		acts := strs(s["Action"])
+		if !slices.ContainsFunc(acts, isItemAction) {
+			continue
+		}
+		slices.Sort(acts)
+		on := "table"
+		if strings.Contains(fmt.Sprint(s["Resource"]), "/index/GSI1") {
+			on = "table and GSI1"
+		}
+		ks, _ := leadingKeys(s)
+		ks = slices.Clone(ks)
+		slices.Sort(ks)
+		out = append(out, fmt.Sprintf("%v on %s if %v (%d conditions)", acts, on, ks, len(condOf(s))))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func condOf(s map[string]any) map[string]any {
+	c, _ := s["Condition"].(map[string]any)
+	return c
+}
+
+// apigw is the JSON of template.yaml's !Sub of an API Gateway management path's ARN.
+func apigw(path string) string {
+	return `{"Fn::Sub":"arn:${AWS::Partition}:apigateway:${AWS::Region}::` + path + `"}`
 }
 
 // num returns a YAML or JSON number as a float64 (NaN otherwise).
@@ -419,6 +456,16 @@ func TestSampleEventsHaveTheHandlersShape(t *testing.T) {
 					var ev events.S3Event
 					strict(&ev)
 					checkS3Event(t, ev)
+				case name == "usagekeys" && strings.Contains(string(b), `"Records"`):
+					var ev events.DynamoDBEvent
+					strict(&ev)
+					checkEntityStreamEvent(t, ev)
+				case name == "usagekeys":
+					var ev keyprovisioner.SyncEvent
+					strict(&ev)
+					if ev.Action != keyprovisioner.SyncAction {
+						t.Errorf("usagekeys event: action %q, want %q", ev.Action, keyprovisioner.SyncAction)
+					}
 				case name == "bootstrap":
 					var ev app.BootstrapEvent
 					strict(&ev)
@@ -535,6 +582,36 @@ func checkStreamEvent(t *testing.T, ev events.DynamoDBEvent) {
 	}
 }
 
+// checkEntityStreamEvent checks a stream batch as the usagekeys filters deliver it: records of
+// channel entity items, each image readable as the entity it holds.
+func checkEntityStreamEvent(t *testing.T, ev events.DynamoDBEvent) {
+	t.Helper()
+	if len(ev.Records) == 0 {
+		t.Fatal("no records")
+	}
+	for i, r := range ev.Records {
+		if r.EventSource != "aws:dynamodb" || r.Change.SequenceNumber == "" || r.Change.StreamViewType != "NEW_AND_OLD_IMAGES" ||
+			!regexp.MustCompile(`^arn:aws:dynamodb:[a-z0-9-]+:\d{12}:table/[^/]+/stream/`).MatchString(r.EventSourceArn) {
+			t.Errorf("record %d is not a record of the table's stream: %+v", i, r)
+		}
+		img := r.Change.NewImage
+		if r.EventName == "REMOVE" {
+			img = r.Change.OldImage
+		}
+		e, ok := tablestore.EntityFromImage(img)
+		if !ok || !slices.Contains(keyOwnerTypes, string(e.Type)) {
+			t.Errorf("record %d (%s) is not a channel entity's item: the filters would drop it", i, r.EventName)
+			continue
+		}
+		if pk := r.Change.Keys["PK"]; pk.DataType() != events.DataTypeString || pk.String() != "ENT#"+e.ID {
+			t.Errorf("record %d: keys %v, image of %s", i, r.Change.Keys, e.ID)
+		}
+		if r.EventName == "MODIFY" && r.Change.OldImage == nil {
+			t.Errorf("record %d: a MODIFY without its old image", i)
+		}
+	}
+}
+
 // checkSQSEvent checks an SQS batch as the event source mapping delivers it; the billing
 // worker's bodies must be billing messages.
 func checkSQSEvent(t *testing.T, fn string, ev events.SQSEvent) {
@@ -638,6 +715,12 @@ func TestSAMNonTableAccess(t *testing.T) {
 		"usagefiles":    {"s3:GetObject": {`{"Fn::Sub":"arn:${AWS::Partition}:s3:::${AWS::StackName}-usage-${AWS::AccountId}-${AWS::Region}/usage/*"}`}, "s3:PutObject": {`{"Fn::Sub":"arn:${AWS::Partition}:s3:::${AWS::StackName}-usage-${AWS::AccountId}-${AWS::Region}/reports/usage/*"}`}},
 		"billing":       {"sqs:SendMessage": {`{"Fn::GetAtt":["BillingQueue","Arn"]}`}},
 		"billingworker": {"sqs:SendMessage": {`{"Fn::GetAtt":["BillingQueue","Arn"]}`}, "s3:PutObject": {`{"Fn::Sub":"${ExportsBucket.Arn}/exports/*"}`}},
+		"usagekeys": {
+			"apigateway:GET":    {apigw("/apikeys"), apigw("/usageplans/${UsagePlanStandard}/keys"), apigw("/usageplans/${UsagePlanPremium}/keys"), apigw("/usageplans/${UsagePlanEnterprise}/keys"), apigw("/usageplans/${UsagePlanStandard}/keys/*"), apigw("/usageplans/${UsagePlanPremium}/keys/*"), apigw("/usageplans/${UsagePlanEnterprise}/keys/*")},
+			"apigateway:POST":   {apigw("/apikeys"), apigw("/usageplans/${UsagePlanStandard}/keys"), apigw("/usageplans/${UsagePlanPremium}/keys"), apigw("/usageplans/${UsagePlanEnterprise}/keys")},
+			"apigateway:PATCH":  {apigw("/apikeys/*")},
+			"apigateway:DELETE": {apigw("/apikeys/*"), apigw("/usageplans/${UsagePlanStandard}/keys/*"), apigw("/usageplans/${UsagePlanPremium}/keys/*"), apigw("/usageplans/${UsagePlanEnterprise}/keys/*")},
+		},
 	}
 	for name := range Functions {
 		got := other(name)
@@ -647,6 +730,27 @@ func TestSAMNonTableAccess(t *testing.T) {
 		if w := wantOther[name]; fmt.Sprint(got) != fmt.Sprint(w) && !(len(got) == 0 && len(w) == 0) {
 			t.Errorf("template.yaml %s may %v, want %v", name, got, w)
 		}
+	}
+
+	e := event("usagekeys", "DynamoDB")
+	filters := list(e["FilterCriteria"].(map[string]any)["Filters"])
+	cdkFilters := mappingOf(t, "usagekeys")["FilterCriteria"].(map[string]any)["Filters"]
+	if !mentions(e["Stream"], "Table") || !mentions(e["DestinationConfig"], "UsageKeysDeadLetters") || e["BisectBatchOnFunctionError"] != true ||
+		!slices.Equal(strs(e["FunctionResponseTypes"]), []string{"ReportBatchItemFailures"}) || len(filters) != 2 {
+		t.Errorf("template.yaml usagekeys event: %v", e)
+	}
+	for i, f := range filters {
+		var sam, cdk any
+		_ = json.Unmarshal([]byte(f.(map[string]any)["Pattern"].(string)), &sam)
+		_ = json.Unmarshal([]byte(list(cdkFilters)[i].(map[string]any)["Pattern"].(string)), &cdk)
+		if !reflect.DeepEqual(sam, cdk) {
+			t.Errorf("template.yaml usagekeys filter %d: %v, the stack: %v", i, sam, cdk)
+		}
+	}
+	uenv := fnProps("usagekeys")["Environment"].(map[string]any)["Variables"].(map[string]any)
+	if !mentions(uenv["CMS_USAGE_PLAN_STANDARD"], "UsagePlanStandard") || !mentions(uenv["CMS_USAGE_PLAN_PREMIUM"], "UsagePlanPremium") ||
+		!mentions(uenv["CMS_USAGE_PLAN_ENTERPRISE"], "UsagePlanEnterprise") || fmt.Sprint(uenv["CMS_USAGE_KEY_PREFIX"]) != "map[Fn::Sub:${AWS::StackName}-usage-]" {
+		t.Errorf("template.yaml usagekeys environment: %v", uenv)
 	}
 
 	if e := event("usagequeue", "SQS"); !mentions(e["Queue"], "UsageQueue") || !slices.Equal(strs(e["FunctionResponseTypes"]), []string{"ReportBatchItemFailures"}) {

@@ -39,7 +39,8 @@ import (
 const StageName = "prod"
 
 // Table item actions. TransactWriteItems has no IAM action of its own: each item of a
-// transaction is authorised as the Put/Update/Delete/ConditionCheck it contains.
+// transaction is authorised as the Put/Update/Delete/ConditionCheck it contains, with its own
+// partition key checked against dynamodb:LeadingKeys.
 const (
 	actGet       = "dynamodb:GetItem"
 	actBatchGet  = "dynamodb:BatchGetItem"
@@ -53,48 +54,144 @@ const (
 	actBatchWrite = "dynamodb:BatchWriteItem"
 )
 
-// TableAccess is what one function may do on the table: item actions on the table itself and
-// Query on the table and GSI1.
+// TableAccess is what one function may do on the table. Reads (GetItem, BatchGetItem, Query on
+// the table and GSI1) are not narrowed by key. Writes are: each write action is allowed only on
+// items whose partition key matches one of WriteKeys, and ConditionCheckItem only on CheckKeys
+// (IAM's dynamodb:LeadingKeys, ForAllValues:StringLike), so that a function can write only the
+// kinds of items its code writes (docs/deploy.md lists them per function).
 type TableAccess struct {
-	Items []string // item actions on the table
-	Query bool     // dynamodb:Query on the table and on GSI1
+	Read   bool     // GetItem and BatchGetItem on the table
+	Query  bool     // dynamodb:Query on the table and on GSI1
+	Writes []string // write actions: PutItem, UpdateItem, DeleteItem, BatchWriteItem
+	// WriteKeys are the partition key patterns (StringLike: "ENT#*") the writes may touch.
+	WriteKeys []string
+	// CheckKeys are the partition key patterns of the items the function's transactions
+	// condition on without writing them (ConditionCheckItem); empty: no ConditionCheckItem.
+	CheckKeys []string
 }
 
-// Access profiles, from what the code of each function does (docs/data-model.md lists the
-// patterns). Every function reads the two generated secrets at start-up (GetItem); all but the
-// authorizer may create them on first use (conditional PutItem). See docs/deploy.md.
+// Items returns every item action of the access (reads, writes, condition checks).
+func (a TableAccess) Items() []string {
+	var out []string
+	if a.Read {
+		out = append(out, actGet, actBatchGet)
+	}
+	out = append(out, a.Writes...)
+	if len(a.CheckKeys) > 0 {
+		out = append(out, actCondCheck)
+	}
+	return out
+}
+
+// Partition key patterns of the table's items (docs/data-model.md), as the tablestore package
+// writes them.
+const (
+	// keySecret: the generated secrets (signing keys, pagination key, usage key secret), read
+	// at start-up and created on first use by every function that builds app.New.
+	keySecret = "SECRET#*"
+	// keyIdem: Idempotency-Key records of POST routes (claimed, completed, released).
+	keyIdem = "IDEM#*"
+	// keyEvent: outbox events, written in the transaction of the change that causes them.
+	keyEvent = "EVENT#*"
+	keyEnt   = "ENT#*"
+	// keyBillingID reserves a billingId (BILLINGID#<billingId>).
+	keyBillingID = "BILLINGID#*"
+	keyUser      = "USER#*"
+	keyEmail     = "EMAIL#*"
+	keyInvite    = "INVITE#*"
+	keyToken     = "RTOKEN#*"
+	keyFamily    = "RFAMILY#*"
+	keyLoginFail = "LOGINFAIL#*"
+	keyIdent     = "IDENT#*"
+	keySKU       = "SKU#*"
+	keySKUCode   = "SKUCODE#*"
+	keyPlan      = "PLAN#*"
+	keyPlanCode  = "PLANCODE#*"
+	keyOverride  = "OVR#*"
+	// keySub: a subscription and its history (SK HIST#...).
+	keySub = "SUB#*"
+	// The usage store: records (claims), aggregate logs, the period registry, late-usage flags.
+	keyUsageRec  = "UREC#*"
+	keyUsageAgg  = "UAGG#*"
+	keyUsageReg  = "UREG#*"
+	keyUsageLate = "ULATE#*"
+	// The billing store: runs (with their shards and failures), per-run tenant marks, invoices
+	// and their per-tenant references, number sequences, ledgers, commissions.
+	keyRun     = "RUN#*"
+	keyRunP    = "RUNP#*"  // a run's entry in its period's index (CreateRun)
+	keyClose   = "CLOSE#*" // a period's close claim (the worker's close step)
+	keyRunT    = "RUNT#*"
+	keyInv     = "INV#*"
+	keyTInv    = "TINV#*"
+	keyInvSeq  = "INVSEQ#*"
+	keyLedger  = "BILLED#*"
+	keyComm    = "COMM#*"
+	keyUsageKS = "SECRET#usage-key" // the usagekeys function's one secret (usagekeys.SecretName)
+)
+
+// Access profiles, from what the code of each function writes (docs/deploy.md has the list and
+// the store methods behind it). Every function built on app.New reads the generated secrets at
+// start-up and may create them (conditional PutItem on SECRET#); every function with POST
+// routes claims, completes and releases Idempotency-Keys (PutItem, DeleteItem on IDEM#).
 var (
+	rw  = []string{actPut, actUpdate, actDelete}
+	rwu = []string{actPut, actUpdate}
 	// accessAuthorizer: get the caller's user, BatchGet the entities on its scope path. No write:
 	// a valid token implies the secrets exist (the auth function created them to sign it).
-	accessAuthorizer = TableAccess{Items: []string{actGet, actBatchGet}}
-	// accessDocs: the start-up read (and first-use creation) of the secrets only.
-	accessDocs = TableAccess{Items: []string{actGet, actPut}}
-	// accessBootstrap: the platform entity and the first admin (a transaction of puts and an update).
-	accessBootstrap = TableAccess{Items: []string{actGet, actPut, actUpdate, actCondCheck}}
-	// accessAuth: sessions, refresh-token rotation, invitations, login-failure counters,
-	// federated links; no listing.
-	accessAuth = TableAccess{Items: []string{actGet, actPut, actUpdate, actDelete, actCondCheck}}
-	// accessResource: the resource functions (hierarchy, users, roles, catalog, subscriptions):
-	// transactional writes with condition checks, ancestor BatchGet, subtree listing on GSI1,
-	// per-item collections (price overrides, subscription history) by Query on the table.
-	accessResource = TableAccess{Items: []string{actGet, actBatchGet, actPut, actUpdate, actDelete, actCondCheck}, Query: true}
-	// accessUsageAPI: the usage routes. Recording: ancestor and claim BatchGets, conditional
-	// puts of records and aggregate logs (transactions of puts), flag and claim updates,
-	// reads of the catalog and subscriptions (GSI1); Delete releases an Idempotency-Key. No
-	// ConditionCheck: usage never checks an item it does not write.
-	accessUsageAPI = TableAccess{Items: []string{actGet, actBatchGet, actPut, actUpdate, actDelete}, Query: true}
+	accessAuthorizer = TableAccess{Read: true}
+	// accessSecretsOnly: the docs function writes nothing but the start-up secrets.
+	accessSecretsOnly = TableAccess{Read: true, Writes: []string{actPut}, WriteKeys: []string{keySecret}}
+	// accessBillingRead: invoices and commissions only read (GSI1 by period); PutItem: the
+	// start-up secrets, nothing else.
+	accessBillingRead = TableAccess{Read: true, Query: true, Writes: []string{actPut}, WriteKeys: []string{keySecret}}
+	// accessBootstrap: the platform entity (put) and the first admin: user, e-mail, the scope's
+	// user counter (one transaction).
+	accessBootstrap = TableAccess{Read: true, Writes: rwu, WriteKeys: []string{keySecret, keyEnt, keyUser, keyEmail}}
+	// accessAuth: refresh tokens and their families, login-failure counters, federated links,
+	// accepted invitations (invite deleted, user put), the user's last login.
+	accessAuth = TableAccess{Read: true, Writes: rw, WriteKeys: []string{keySecret, keyIdem, keyUser, keyInvite, keyToken, keyFamily, keyLoginFail, keyIdent}}
+	// accessHierarchy: distributors and partners: entities (and the parent's counters) with their
+	// billingId reservations.
+	accessHierarchy = TableAccess{Read: true, Query: true, Writes: rw, WriteKeys: []string{keySecret, keyIdem, keyEnt, keyBillingID}}
+	// accessTenants: as accessHierarchy, and deleting a tenant first settles its subscriptions'
+	// due cancellations (subscription, history, the tenant's counter, customer.cancelled).
+	accessTenants = TableAccess{Read: true, Query: true, Writes: rw, WriteKeys: []string{keySecret, keyIdem, keyEnt, keyBillingID, keySub, keyEvent}}
+	// accessUsers: users with their e-mail reservation, the scope's user counter, invitations
+	// with their user.invited event.
+	accessUsers = TableAccess{Read: true, Query: true, Writes: rw, WriteKeys: []string{keySecret, keyIdem, keyUser, keyEmail, keyInvite, keyEnt, keyEvent}}
+	// accessRoles: a role change rewrites the user and moves it between scope counters; no POST.
+	accessRoles = TableAccess{Read: true, Query: true, Writes: rwu, WriteKeys: []string{keySecret, keyUser, keyEnt}}
+	// accessPricing: SKUs with their code reservations.
+	accessPricing = TableAccess{Read: true, Query: true, Writes: rw, WriteKeys: []string{keySecret, keyIdem, keySKU, keySKUCode}}
+	// accessPlans: plans with their code reservations, and the SKUs' plan counters.
+	accessPlans = TableAccess{Read: true, Query: true, Writes: rw, WriteKeys: []string{keySecret, keyIdem, keyPlan, keyPlanCode, keySKU}}
+	// accessPriceLists: overrides are versioned puts (a DELETE puts a closing version); no POST.
+	accessPriceLists = TableAccess{Read: true, Query: true, Writes: []string{actPut}, WriteKeys: []string{keySecret, keyOverride}}
+	// accessSubscriptions: subscriptions with their history, the tenant's counters, customer.*
+	// events; a plan change checks that the plan is still published (ConditionCheck on PLAN#).
+	accessSubscriptions = TableAccess{Read: true, Query: true, Writes: rw, WriteKeys: []string{keySecret, keyIdem, keySub, keyEnt, keyEvent}, CheckKeys: []string{keyPlan}}
+	// accessUsageAPI: the usage routes record usage (claims, aggregate logs in transactions with
+	// threshold events, the period registry, late-usage flags); Delete releases an
+	// Idempotency-Key.
+	accessUsageAPI = TableAccess{Read: true, Query: true, Writes: rw, WriteKeys: []string{keySecret, keyIdem, keyUsageRec, keyUsageAgg, keyUsageReg, keyUsageLate, keyEvent}}
 	// accessUsageConsumer: the queue, stream and file consumers record usage as the API does;
-	// they serve no HTTP (no secret, no Idempotency-Key), so no Delete.
-	accessUsageConsumer = TableAccess{Items: []string{actGet, actBatchGet, actPut, actUpdate}, Query: true}
-	// accessBillingAPI: runs (conditional put, query of the run's partition), the summary
-	// (invoices on GSI1, BatchGet), the secrets; Delete releases an Idempotency-Key.
-	accessBillingAPI = TableAccess{Items: []string{actGet, actBatchGet, actPut, actDelete}, Query: true}
-	// accessBillingRead: invoices and commissions only read (PutItem: the start-up secrets).
-	accessBillingRead = TableAccess{Items: []string{actGet, actBatchGet, actPut}, Query: true}
-	// accessBillingWorker: runs, invoices in one transaction (puts, updates, the tenant's
-	// ConditionCheck), usage flags acknowledged by conditional DeleteItem, commission lines by
-	// BatchWriteItem (its only user), subscriptions and invoices on GSI1.
-	accessBillingWorker = TableAccess{Items: []string{actGet, actBatchGet, actPut, actUpdate, actDelete, actCondCheck, actBatchWrite}, Query: true}
+	// they serve no HTTP (no secret, no Idempotency-Key) and delete nothing.
+	accessUsageConsumer = TableAccess{Read: true, Query: true, Writes: rwu, WriteKeys: []string{keyUsageRec, keyUsageAgg, keyUsageReg, keyUsageLate, keyEvent}}
+	// accessBillingAPI: POST /billing/runs puts the run with its period index entry; Delete
+	// releases an Idempotency-Key.
+	accessBillingAPI = TableAccess{Read: true, Query: true, Writes: []string{actPut, actDelete}, WriteKeys: []string{keySecret, keyIdem, keyRun, keyRunP}}
+	// accessBillingWorker: runs (the scheduled start creates one; planning, fan-out pages,
+	// shards, failures, completion with its event), the period's close claim, tenant
+	// marks, invoices issued in one transaction (invoice, tenant reference, number sequence,
+	// ledgers, the tenant's InvoicedThrough or a ConditionCheck on it, invoice.generated),
+	// commission lines (BatchWriteItem, its only user) and totals, late-usage flags resolved
+	// (aggregate log aborts, flag updates, acknowledgements by DeleteItem).
+	accessBillingWorker = TableAccess{Read: true, Query: true, Writes: []string{actPut, actUpdate, actDelete, actBatchWrite},
+		WriteKeys: []string{keyRun, keyRunP, keyClose, keyRunT, keyInv, keyTInv, keyInvSeq, keyLedger, keyComm, keyEnt, keyEvent, keyUsageLate, keyUsageAgg},
+		CheckKeys: []string{keyEnt}}
+	// accessUsageKeys: the usage key secret (created on first use) and, for a sync, the platform
+	// entity and the distributors and partners (GSI1).
+	accessUsageKeys = TableAccess{Read: true, Query: true, Writes: []string{actPut}, WriteKeys: []string{keyUsageKS}}
 )
 
 // FunctionSpec sizes one Lambda function and says what it may do on the table. Wire, when set,
@@ -115,18 +212,18 @@ var Functions = map[string]FunctionSpec{
 	"auth":       {Description: "Sign-in, refresh, logout, federated sign-in, invitations, JWKS", MemoryMB: 1024, Timeout: 10 * time.Second, Table: accessAuth},
 	"authorizer": {Description: "API Gateway REQUEST authorizer", MemoryMB: 512, Timeout: 10 * time.Second, Table: accessAuthorizer},
 	"bootstrap":  {Description: "Creates the platform entity and the first platform admin (invoke once)", MemoryMB: 1024, Timeout: 30 * time.Second, Table: accessBootstrap},
-	"docs":       {Description: "OpenAPI document and Swagger UI", MemoryMB: 256, Timeout: 10 * time.Second, Table: accessDocs},
+	"docs":       {Description: "OpenAPI document and Swagger UI", MemoryMB: 256, Timeout: 10 * time.Second, Table: accessSecretsOnly},
 
-	"distributors": {Description: "Distributors routes", MemoryMB: 512, Timeout: 10 * time.Second, Table: accessResource},
-	"partners":     {Description: "Partners routes", MemoryMB: 512, Timeout: 10 * time.Second, Table: accessResource},
-	"tenants":      {Description: "Tenants routes", MemoryMB: 512, Timeout: 10 * time.Second, Table: accessResource},
+	"distributors": {Description: "Distributors routes", MemoryMB: 512, Timeout: 10 * time.Second, Table: accessHierarchy},
+	"partners":     {Description: "Partners routes", MemoryMB: 512, Timeout: 10 * time.Second, Table: accessHierarchy},
+	"tenants":      {Description: "Tenants routes", MemoryMB: 512, Timeout: 10 * time.Second, Table: accessTenants},
 	// Creating a user with a password hashes it (argon2id).
-	"users":         {Description: "Users routes", MemoryMB: 1024, Timeout: 10 * time.Second, Table: accessResource},
-	"roles":         {Description: "Roles routes", MemoryMB: 512, Timeout: 10 * time.Second, Table: accessResource},
-	"pricing":       {Description: "SKUs and their pricing models", MemoryMB: 512, Timeout: 10 * time.Second, Table: accessResource},
-	"plans":         {Description: "Plans: drafts, publication, retirement", MemoryMB: 512, Timeout: 10 * time.Second, Table: accessResource},
-	"pricelists":    {Description: "Per-entity price overrides", MemoryMB: 512, Timeout: 10 * time.Second, Table: accessResource},
-	"subscriptions": {Description: "Subscriptions, licence keys, history", MemoryMB: 512, Timeout: 10 * time.Second, Table: accessResource},
+	"users":         {Description: "Users routes", MemoryMB: 1024, Timeout: 10 * time.Second, Table: accessUsers},
+	"roles":         {Description: "Roles routes", MemoryMB: 512, Timeout: 10 * time.Second, Table: accessRoles},
+	"pricing":       {Description: "SKUs and their pricing models", MemoryMB: 512, Timeout: 10 * time.Second, Table: accessPricing},
+	"plans":         {Description: "Plans: drafts, publication, retirement", MemoryMB: 512, Timeout: 10 * time.Second, Table: accessPlans},
+	"pricelists":    {Description: "Per-entity price overrides", MemoryMB: 512, Timeout: 10 * time.Second, Table: accessPriceLists},
+	"subscriptions": {Description: "Subscriptions, licence keys, history", MemoryMB: 512, Timeout: 10 * time.Second, Table: accessSubscriptions},
 
 	// The outbox publisher reads the table's stream, not the table, and needs no secret.
 	"publisher": {Description: "Outbox publisher: table stream -> EventBridge bus", MemoryMB: 256, Timeout: 30 * time.Second, Wire: wirePublisher},
@@ -143,6 +240,10 @@ var Functions = map[string]FunctionSpec{
 	"invoices":      {Description: "Invoices routes", MemoryMB: 512, Timeout: 29 * time.Second, Table: accessBillingRead},
 	"commissions":   {Description: "Commissions routes", MemoryMB: 512, Timeout: 29 * time.Second, Table: accessBillingRead},
 	"billingworker": {Description: "Billing worker: runs, invoices, commissions, exports (SQS event source)", MemoryMB: 1024, Timeout: BillingWorkerTimeout, Table: accessBillingWorker, Wire: wireBillingWorker},
+
+	// API keys (docs/deploy.md): a sync converges every key; API Gateway's management API
+	// allows a few calls per second, so a first sync of thousands of partners takes minutes.
+	"usagekeys": {Description: "API keys and usage-plan keys of the channel (table stream; sync on demand)", MemoryMB: 256, Timeout: 15 * time.Minute, Table: accessUsageKeys, Wire: wireUsageKeys},
 }
 
 // The consumers' timeouts set their queues' visibility timeouts (six times, as Lambda's SQS
@@ -188,10 +289,11 @@ type CmsStackProps struct {
 	Config *app.Config
 	// Routes are the HTTP routes; default app.AllRoutes(), the routes the code serves.
 	Routes []httpapi.Route
-	// APIKeyRequired makes authorised methods require the API key that the authorizer returns
-	// as usageIdentifierKey. Leave false until the authorizer returns one: every call would
-	// answer 403 otherwise.
-	APIKeyRequired bool
+	// APIKeysOptional stops authorised methods from requiring the API key that the authorizer
+	// names (usageIdentifierKey): calls are then neither metered nor throttled per partner. It
+	// exists for the first deployment over a stack that had no keys: deploy with it, run the
+	// key sync, deploy without it (docs/deploy.md). Public methods never require a key.
+	APIKeysOptional bool
 	// StageRate and StageBurst throttle the whole stage (requests per second). Default 500/1000.
 	StageRate, StageBurst float64
 	// AlarmEmail, when set, subscribes an e-mail address to the alarm topic.
@@ -228,6 +330,11 @@ type CmsStack struct {
 	// bucket).
 	UsageBucketName *string
 
+	// UsageKeysDLQ receives the description of stream batches the usagekeys function gave up on.
+	UsageKeysDLQ awssqs.Queue
+	// UsageKeyPrefix starts the name of every API key of this stack (<stack>-usage-<entity id>).
+	UsageKeyPrefix string
+
 	alarmAction awscloudwatch.IAlarmAction
 }
 
@@ -255,6 +362,7 @@ func NewCmsStack(scope constructs.Construct, id string, props *CmsStackProps) (*
 	if props.StackName != nil {
 		stackName = *props.StackName
 	}
+	keyPrefix := stackName + "-usage-"
 	if err := check(routes, cfg, distDir, stackName); err != nil {
 		return nil, err
 	}
@@ -271,7 +379,7 @@ func NewCmsStack(scope constructs.Construct, id string, props *CmsStackProps) (*
 		sp.Description = jsii.String("Channel billing platform: API, functions, table, usage ingestion resources")
 	}
 	stack := awscdk.NewStack(scope, &id, &sp)
-	s := &CmsStack{Stack: stack, Functions: map[string]awslambda.Function{}, UsagePlans: map[string]awsapigateway.UsagePlan{}}
+	s := &CmsStack{Stack: stack, Functions: map[string]awslambda.Function{}, UsagePlans: map[string]awsapigateway.UsagePlan{}, UsageKeyPrefix: keyPrefix}
 
 	s.Table = newTable(stack)
 	s.AlarmTopic = awssns.NewTopic(stack, jsii.String("Alarms"), &awssns.TopicProps{
@@ -304,9 +412,6 @@ func NewCmsStack(scope constructs.Construct, id string, props *CmsStackProps) (*
 		spec := Functions[name]
 		fn := newFunction(stack, s.Table, name, spec, filepath.Join(distDir, name), env)
 		s.Functions[name] = fn
-		if spec.Wire != nil {
-			spec.Wire(s, fn)
-		}
 		alarm := awscloudwatch.NewAlarm(stack, jsii.String(construct(name)+"FunctionErrors"), &awscloudwatch.AlarmProps{
 			AlarmDescription: jsii.String(fmt.Sprintf("The %s function returned errors (failed invocations, timeouts, crashes).", name)),
 			Metric:           fn.MetricErrors(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum")}),
@@ -318,7 +423,13 @@ func NewCmsStack(scope constructs.Construct, id string, props *CmsStackProps) (*
 	}
 
 	s.newBillingSchedule()
-	s.newAPI(routes, props.APIKeyRequired, stageRate, stageBurst)
+	s.newAPI(routes, !props.APIKeysOptional, stageRate, stageBurst)
+	// After the API: usagekeys needs the usage plans' ids.
+	for _, name := range sortedKeys(Functions) {
+		if w := Functions[name].Wire; w != nil {
+			w(s, s.Functions[name])
+		}
+	}
 	apiErrors := awscloudwatch.NewAlarm(stack, jsii.String("Api5xx"), &awscloudwatch.AlarmProps{
 		AlarmDescription: jsii.String("The API answered 5xx (integration errors, timeouts, authorizer failures)."),
 		Metric:           s.API.MetricServerError(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5)), Statistic: jsii.String("Sum")}),
@@ -347,6 +458,7 @@ func NewCmsStack(scope constructs.Construct, id string, props *CmsStackProps) (*
 		out("PublisherDeadLetterQueueUrl", "Stream batches the outbox publisher gave up on", s.PublisherDLQ.QueueUrl())
 	}
 	out("AlarmTopicArn", "Alarm notifications", s.AlarmTopic.TopicArn())
+	out("UsageKeysFunctionName", "Invoke with {\"action\":\"sync\"} to converge every API key (make sync-usage-keys)", s.Functions["usagekeys"].FunctionName())
 	for _, t := range Tiers {
 		out("UsagePlan"+construct(t.Name), "Usage plan of the "+t.Name+" partner tier", s.UsagePlans[t.Name].UsagePlanId())
 	}
@@ -375,6 +487,9 @@ func check(routes []httpapi.Route, cfg app.Config, distDir, stackName string) er
 		}
 	}
 	for _, name := range sortedKeys(Functions) {
+		if a := Functions[name].Table; len(a.Writes) > 0 && len(a.WriteKeys) == 0 {
+			errs = append(errs, fmt.Errorf("function %s: table writes without WriteKeys (every write is narrowed by partition key)", name))
+		}
 		if fi, err := os.Stat(filepath.Join(distDir, name, "bootstrap")); err != nil || fi.IsDir() {
 			errs = append(errs, fmt.Errorf("%s/%s/bootstrap is missing: run make build", distDir, name))
 		}
@@ -419,17 +534,7 @@ func newFunction(stack awscdk.Stack, table awsdynamodb.Table, name string, spec 
 	})
 	// Instead of AWSLambdaBasicExecutionRole (logs:* on every log group): its own group only.
 	logs.GrantWrite(role)
-	if len(spec.Table.Items) > 0 {
-		awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
-			Grantee: role, Actions: jsii.Strings(spec.Table.Items...), ResourceArns: jsii.Strings(*table.TableArn()),
-		})
-	}
-	if spec.Table.Query {
-		awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
-			Grantee: role, Actions: jsii.Strings(actQuery),
-			ResourceArns: jsii.Strings(*table.TableArn(), *table.TableArn()+"/index/"+tablestore.GSI1),
-		})
-	}
+	grantTable(role, table, spec.Table)
 	return awslambda.NewFunction(stack, jsii.String(id), &awslambda.FunctionProps{
 		Description:  jsii.String(spec.Description),
 		Runtime:      awslambda.Runtime_PROVIDED_AL2023(),
@@ -442,6 +547,32 @@ func newFunction(stack awscdk.Stack, table awsdynamodb.Table, name string, spec 
 		Role:         role,
 		LogGroup:     logs,
 	})
+}
+
+// grantTable adds a function's table statements: reads on the table, Query on the table and
+// GSI1, writes conditioned on the partition keys of the items they touch, condition checks
+// likewise.
+func grantTable(role awsiam.IRole, table awsdynamodb.Table, a TableAccess) {
+	add := func(actions []string, resources []*string, leadingKeys []string) {
+		st := &awsiam.PolicyStatementProps{Actions: jsii.Strings(actions...), Resources: &resources}
+		if leadingKeys != nil {
+			st.Conditions = &map[string]any{"ForAllValues:StringLike": map[string]any{"dynamodb:LeadingKeys": leadingKeys}}
+		}
+		role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(st))
+	}
+	tableArn := table.TableArn()
+	if a.Read {
+		add([]string{actGet, actBatchGet}, []*string{tableArn}, nil)
+	}
+	if a.Query {
+		add([]string{actQuery}, []*string{tableArn, jsii.String(*tableArn + "/index/" + tablestore.GSI1)}, nil)
+	}
+	if len(a.Writes) > 0 {
+		add(a.Writes, []*string{tableArn}, a.WriteKeys)
+	}
+	if len(a.CheckKeys) > 0 {
+		add([]string{actCondCheck}, []*string{tableArn}, a.CheckKeys)
+	}
 }
 
 // newAPI defines the REST API: one method per route with a Lambda proxy integration of its
