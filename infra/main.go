@@ -3,8 +3,9 @@
 // without the CDK CLI; `make deploy` deploys the assembly with the CLI.
 //
 // Settings are CDK context values named like the functions' environment variables
-// (CMS_PLATFORM_CURRENCY, CMS_TOKEN_ISSUER, CMS_IDP_ENTRA_JWKS_URL, ...), plus stackName and
-// alarmEmail. Pass them as CDK_CONTEXT_JSON='{"CMS_PLATFORM_CURRENCY":"USD"}' (or -c with the
+// (CMS_PLATFORM_CURRENCY, CMS_TOKEN_ISSUER, CMS_IDP_ENTRA_JWKS_URL, ...), plus stackName,
+// alarmEmail and apiKeysOptional ("true": methods do not require the API key, for the first
+// deployment over a stack that had none; docs/deploy.md). Pass them as CDK_CONTEXT_JSON='{"CMS_PLATFORM_CURRENCY":"USD"}' (or -c with the
 // CLI). CMS_* variables of the shell that runs the synthesis are ignored.
 package main
 
@@ -37,7 +38,8 @@ func run() error {
 	if stackName == "" {
 		stackName = "Cms"
 	}
-	props := &CmsStackProps{Config: &cfg, AlarmEmail: contextString(cdkApp, "alarmEmail")}
+	props := &CmsStackProps{Config: &cfg, AlarmEmail: contextString(cdkApp, "alarmEmail"),
+		APIKeysOptional: contextString(cdkApp, "apiKeysOptional") == "true"}
 	// Pinned to the CLI's account and region when it provides them; environment-agnostic otherwise.
 	if acct, region := os.Getenv("CDK_DEFAULT_ACCOUNT"), os.Getenv("CDK_DEFAULT_REGION"); acct != "" && region != "" {
 		props.Env = &awscdk.Environment{Account: jsii.String(acct), Region: jsii.String(region)}

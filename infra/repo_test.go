@@ -296,7 +296,31 @@ func TestSAMTemplateMatchesTheStack(t *testing.T) {
 			t.Errorf("template.yaml does not set %s", k)
 		}
 	}
-	for _, typ := range []string{"AWS::SQS::Queue", "AWS::Kinesis::Stream", "AWS::S3::Bucket", "AWS::Events::EventBus"} {
+	// The same alarms, topic and 30-day log groups as the stack.
+	alarms := samResources(t, "AWS::CloudWatch::Alarm")
+	for id, a := range alarms {
+		if !mentions(props(a)["AlarmActions"], "AlarmTopic") {
+			t.Errorf("template.yaml alarm %s notifies nobody", id)
+		}
+	}
+	for name := range Functions {
+		id := samLogicalID(name)
+		lg, _ := props(res[id].(map[string]any))["LoggingConfig"].(map[string]any)
+		logs, ok := res[id+"Logs"].(map[string]any)
+		if !ok || !mentions(lg["LogGroup"], id+"Logs") || num(props(logs)["RetentionInDays"]) != 30 {
+			t.Errorf("template.yaml %s: logging %v, log group %v; want its own group kept 30 days", id, lg, logs)
+		}
+		a, ok := alarms[id+"Errors"]
+		if p := props(a); !ok || p["MetricName"] != "Errors" || p["Namespace"] != "AWS/Lambda" || !mentions(p["Dimensions"], id) {
+			t.Errorf("template.yaml: no error alarm on %s", id)
+		}
+	}
+	for _, q := range []string{"UsageDeadLetters", "PublisherDeadLetters", "BillingDeadLetters", "UsageKeysDeadLetters"} {
+		if p := props(alarms[q+"Depth"]); p["MetricName"] != "ApproximateNumberOfMessagesVisible" || !mentions(p["Dimensions"], q) {
+			t.Errorf("template.yaml: no depth alarm on %s", q)
+		}
+	}
+	for _, typ := range []string{"AWS::SQS::Queue", "AWS::Kinesis::Stream", "AWS::S3::Bucket", "AWS::Events::EventBus", "AWS::CloudWatch::Alarm", "AWS::SNS::Topic", "AWS::Logs::LogGroup"} {
 		var n int
 		for _, r := range res {
 			if r.(map[string]any)["Type"] == typ {

@@ -66,6 +66,12 @@ bootstrap-admin: ## create the first platform admin in the deployed stack (CMS_A
 	  echo "» invoking $$fn" && \
 	  aws lambda invoke --function-name "$$fn" --cli-binary-format raw-in-base64-out --payload "$$payload" /dev/stdout
 
+sync-usage-keys: ## converge every API key of the deployed stack with the channel (after a first deployment over an existing table; aws CLI v2)
+	@command -v aws >/dev/null || { echo "the aws CLI (v2) is needed"; exit 1; }
+	@fn=$$($(PYTHON) -c 'import json,sys; o=json.load(open("infra/cdk-outputs.json")); print(next(iter(o.values()))["UsageKeysFunctionName"])') && \
+	  echo "» invoking $$fn {\"action\":\"sync\"}" && \
+	  aws lambda invoke --function-name "$$fn" --cli-binary-format raw-in-base64-out --cli-read-timeout 900 --payload '{"action":"sync"}' /dev/stdout
+
 $(CFN_TOOLS)/.installed:
 	@echo "» installing cfn-lint $(CFN_LINT_VERSION) and aws-sam-cli $(SAM_CLI_VERSION) (PyPI) into $(CFN_TOOLS) (first use)"
 	@start=$$(date +%s); rm -rf $(CFN_TOOLS) && $(PYTHON) -m venv $(CFN_TOOLS) && \
@@ -85,4 +91,4 @@ cfn-lint: synth $(CFN_TOOLS)/.installed ## cfn-lint the synthesized template and
 infra-test: ## the infrastructure tests (cd infra && go test ./...)
 	cd infra && $(GO) test -count=1 ./...
 
-.PHONY: build synth cdk-bootstrap deploy bootstrap-admin cfn-lint infra-test
+.PHONY: build synth cdk-bootstrap deploy bootstrap-admin sync-usage-keys cfn-lint infra-test
