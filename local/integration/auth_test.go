@@ -9,6 +9,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/channelbilling/cms/shared/app"
 	"github.com/channelbilling/cms/shared/auth"
 	"github.com/channelbilling/cms/shared/identity"
 	"github.com/channelbilling/cms/shared/outbox"
@@ -237,4 +238,81 @@ func inviteToken(t *testing.T, userID string) string {
 	}
 	t.Fatalf("no user.invited event for %s", userID)
 	return ""
+}
+
+// Answers that carry credentials are never stored under an Idempotency-Key (the refresh token
+// would sit in plain text in the table) nor replayed (a spent refresh token presented again with
+// the same key must be reuse, not a copy of the pair it was exchanged for).
+func TestIdempotencyKeyOnCredentialAnswers(t *testing.T) {
+	anon := client{tb: t}
+	creds := map[string]string{"email": adminEmail, "password": adminPassword}
+	loginKey := uniq("login")
+	var a, b session
+	anon.must(200, "POST", "/api/v1/auth/login", creds, &a)
+	if env := anon.do("POST", "/api/v1/auth/login", creds, "Idempotency-Key", loginKey); env.status != 200 || json.Unmarshal(env.Data, &a) != nil {
+		t.Fatalf("login with a key: %s", env.raw)
+	}
+	if env := anon.do("POST", "/api/v1/auth/login", creds, "Idempotency-Key", loginKey); env.status != 200 || json.Unmarshal(env.Data, &b) != nil {
+		t.Fatalf("login again with the key: %s", env.raw)
+	}
+	if a.RefreshToken == b.RefreshToken {
+		t.Error("a second login with the same key must sign in again, not replay the first pair")
+	}
+
+	t.Run("ErrRefreshReplayIsReuse", func(t *testing.T) {
+		key := uniq("refresh")
+		body := map[string]string{"refreshToken": a.RefreshToken}
+		var next session
+		if env := anon.do("POST", "/api/v1/auth/refresh", body, "Idempotency-Key", key); env.status != 200 || json.Unmarshal(env.Data, &next) != nil {
+			t.Fatalf("refresh: %s", env.raw)
+		}
+		env := anon.do("POST", "/api/v1/auth/refresh", body, "Idempotency-Key", key)
+		if env.status != 401 || strings.Contains(env.raw, next.RefreshToken) {
+			t.Fatalf("the spent token replayed with the same key must be refused as reuse: %s", env.raw)
+		}
+		// Reuse revoked the family: the pair the first refresh returned is dead too.
+		if env := anon.do("POST", "/api/v1/auth/token-refresh", map[string]string{"refreshToken": next.RefreshToken}, "Idempotency-Key", key); env.status != 401 {
+			t.Fatalf("family not revoked: %s", env.raw)
+		}
+	})
+
+	t.Run("NothingStored", func(t *testing.T) {
+		keys := []string{loginKey}
+		tokenKey := uniq("token")
+		anon.must(200, "POST", "/api/v1/auth/token", map[string]string{"emailAddress": adminEmail, "password": adminPassword}, nil)
+		if env := anon.do("POST", "/api/v1/auth/token", map[string]string{"emailAddress": adminEmail, "password": adminPassword}, "Idempotency-Key", tokenKey); env.status != 200 {
+			t.Fatalf("auth/token: %s", env.raw)
+		}
+		fedKey := uniq("fed")
+		if env := anon.do("POST", "/api/v1/auth/federated", map[string]string{"provider": "google", "idToken": idp.idToken("sub-idem", adminEmail, nil)}, "Idempotency-Key", fedKey); env.status != 200 {
+			t.Fatalf("federated: %s", env.raw)
+		}
+		keys = append(keys, tokenKey, fedKey)
+		for _, k := range keys {
+			n, err := deps.Store.Table().Scan().Filter("contains('PK', ?)", k).Count(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != 0 {
+				t.Errorf("Idempotency-Key %s: %d items stored for an answer carrying credentials", k, n)
+			}
+		}
+	})
+}
+
+// TestCredentialRoutesAreMarked: every route answering a session is marked Credentials, so that
+// no Idempotency-Key ever stores or replays one.
+func TestCredentialRoutesAreMarked(t *testing.T) {
+	n := 0
+	for _, r := range app.AllRoutes() {
+		if _, ok := r.Result.(identity.Session); ok {
+			n++
+			if !r.Credentials {
+				t.Errorf("%s %s answers a session but is not marked Credentials", r.Method, r.Path)
+			}
+		}
+	}
+	if n < 6 {
+		t.Fatalf("only %d session routes found", n)
+	}
 }

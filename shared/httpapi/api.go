@@ -53,6 +53,11 @@ type Route struct {
 	BodyLimit  int64
 	Raw        bool // the handler writes its own response (docs)
 	Paged      bool // the data is an object that is still paged (GET /usage {period, items}): page in the envelope, list parameters
+	// Credentials marks a POST whose answer carries credentials (an access and a refresh token).
+	// Its Idempotency-Key is accepted but never recorded: a stored answer would keep a refresh
+	// token in plain text for 24 hours (SPEC 5 keeps them hashed), and a replay would hand out
+	// the pair of a spent refresh token instead of treating the second use as reuse.
+	Credentials bool
 }
 
 // Response is what a handler returns on success.
@@ -200,7 +205,7 @@ func (a *API) serve(w http.ResponseWriter, hr *http.Request, rt Route, h Handler
 		WriteError(cw, err, a.Log)
 		return
 	}
-	if hr.Method == http.MethodPost && hr.Header.Get("Idempotency-Key") != "" && a.Idempotency != nil {
+	if hr.Method == http.MethodPost && hr.Header.Get("Idempotency-Key") != "" && a.Idempotency != nil && !rt.Credentials {
 		a.idempotent(cw, req, h)
 		return
 	}

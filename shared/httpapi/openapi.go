@@ -162,8 +162,14 @@ func OpenAPI(routes []Route, title, version string) ([]byte, error) {
 			params = append(params, p)
 		}
 		if rt.Method == http.MethodPost {
+			desc := "Replays the first response for 24 hours for the same body; the same key with another body answers 409 idempotency_key_reused."
+			schema := map[string]any{"type": "string", "maxLength": 255}
+			if rt.Credentials {
+				desc = "Accepted but never recorded: this answer carries credentials, so it is neither stored nor replayed, and a repeated call runs again (a spent refresh token presented again is reuse and revokes its family)."
+				schema = map[string]any{"type": "string"}
+			}
 			params = append(params, map[string]any{"name": "Idempotency-Key", "in": "header", "required": false,
-				"description": "Replays the first response for 24 hours for the same body.", "schema": map[string]any{"type": "string"}})
+				"description": desc, "schema": schema})
 		}
 		if len(params) > 0 {
 			op["parameters"] = params

@@ -240,7 +240,7 @@ func Roles(api *httpapi.API, svc *identity.Users) {
 func Auth(api *httpapi.API, s *identity.Sessions, jwks func() ([]byte, error)) {
 	const fn, tag = FnAuth, "auth"
 	session := func(path, summary string, body any, run func(req *httpapi.Request) (*identity.Session, error)) {
-		api.Handle(httpapi.Route{Method: http.MethodPost, Path: path, Function: fn, Public: true, Tag: tag, Summary: summary, Body: body, Result: identity.Session{}},
+		api.Handle(httpapi.Route{Method: http.MethodPost, Path: path, Function: fn, Public: true, Credentials: true, Tag: tag, Summary: summary, Body: body, Result: identity.Session{}},
 			func(req *httpapi.Request) (httpapi.Response, error) {
 				ses, err := run(req)
 				return httpapi.Response{Data: ses}, err

@@ -11,21 +11,27 @@ import (
 	"github.com/channelbilling/cms/shared/idempotency"
 )
 
-// idemItem remembers one Idempotency-Key: PK IDEM#<caller>#<key>, expiring by TTL.
+// idemItem remembers one Idempotency-Key: PK IDEM#<caller>#<key>, expiring by TTL. ClaimedAt
+// (epoch milliseconds) dates a pending claim.
 type idemItem struct {
-	PK, SK   string
-	Kind     string
-	BodyHash string
-	Pending  bool
-	Status   int    `dynamo:",omitempty"`
-	Body     []byte `dynamo:",omitempty"`
-	TTL      int64
+	PK, SK    string
+	Kind      string
+	BodyHash  string
+	Pending   bool
+	ClaimedAt int64  `dynamo:",omitempty"`
+	Status    int    `dynamo:",omitempty"`
+	Body      []byte `dynamo:",omitempty"`
+	TTL       int64
 }
 
-// Claim implements idempotency.Store.
+// Claim implements idempotency.Store. The put wins over an absent key, an expired one (TTL
+// deletes lazily) and a claim left pending for longer than idempotency.PendingTimeout; two
+// requests taking over one stale claim race on the same condition and only one wins.
 func (s *Store) Claim(ctx context.Context, key, bodyHash string, now time.Time) (*idempotency.Record, error) {
-	it := idemItem{PK: "IDEM#" + key, SK: "IDEM", Kind: "idem", BodyHash: bodyHash, Pending: true, TTL: now.Add(idempotency.TTL).Unix()}
-	err := s.table.Put(it).If("attribute_not_exists(PK) OR 'TTL' < ?", now.Unix()).Run(ctx)
+	it := idemItem{PK: "IDEM#" + key, SK: "IDEM", Kind: "idem", BodyHash: bodyHash, Pending: true, ClaimedAt: now.UnixMilli(),
+		TTL: now.Add(idempotency.TTL).Unix()}
+	err := s.table.Put(it).If("attribute_not_exists(PK) OR 'TTL' < ? OR ('Pending' = ? AND 'ClaimedAt' < ?)",
+		now.Unix(), true, now.Add(-idempotency.PendingTimeout).UnixMilli()).Run(ctx)
 	if err == nil {
 		return nil, nil
 	}
