@@ -131,3 +131,91 @@ func TestRolesList(t *testing.T) {
 		}
 	}
 }
+
+// TestRoleGrants: roles are granted only inside the caller's subtree and never above the
+// caller's own role (SPEC 6). Finance reads billing runs only at the platform, so a channel
+// admin may make finance users of its own entity; an escalation is refused by the role check
+// (403 role_above_caller), before any scope is looked at.
+func TestRoleGrants(t *testing.T) {
+	a := admin(t)
+	d := create(t, a, "distributors", map[string]any{"name": "Grants D"})
+	p := create(t, a, "partners", map[string]any{"name": "Grants P", "parent": parent("distributor", d.ID)})
+	tn := create(t, a, "tenants", map[string]any{"name": "Grants T", "parent": parent("partner", p.ID)})
+	_, da := mkUser(t, a, "distributor_admin", d.ID)
+	_, pa := mkUser(t, a, "partner_admin", p.ID)
+	_, ta := mkUser(t, a, "tenant_admin", tn.ID)
+	target := func() user {
+		var u user
+		a.must(201, "POST", "/api/v1/users", map[string]any{"email": strings.ToLower(uniq("g")) + "@example.test", "firstName": "G", "lastName": "G",
+			"role": "tenant_viewer", "scopeId": tn.ID, "password": "a long enough password"}, &u)
+		return u
+	}
+
+	t.Run("OKChannelAdminsGrantFinance", func(t *testing.T) {
+		var fin user
+		da.must(201, "POST", "/api/v1/users", map[string]any{"email": strings.ToLower(uniq("fin")) + "@example.test", "firstName": "F", "lastName": "In",
+			"role": "finance", "scopeId": d.ID, "password": "a long enough password"}, &fin)
+		fc := login(t, fin.Email, "a long enough password")
+		fc.must(200, "GET", "/api/v1/invoices?tenantId="+tn.ID, nil, nil)
+		// What finance holds at a distributor is what its admin could give.
+		if env := fc.do("GET", "/api/v1/billing/runs/run_none", nil); env.status != 403 {
+			t.Fatalf("finance below the platform does not read billing runs: %s", env.raw)
+		}
+		u := target()
+		var got user
+		da.must(200, "PUT", "/api/v1/roles/"+u.ID, map[string]any{"role": "finance", "scopeId": p.ID}, &got)
+		if got.Role != "finance" || got.Scope.ID != p.ID {
+			t.Fatalf("user %+v", got)
+		}
+		v := target()
+		pa.must(200, "PUT", "/api/v1/roles/"+v.ID, map[string]any{"role": "finance", "scopeId": p.ID}, nil)
+		vc := login(t, v.Email, "a long enough password")
+		if env := vc.do("GET", "/api/v1/distributors", nil); env.status != 403 {
+			t.Fatalf("finance at a partner holds no distributor permission: %s", env.raw)
+		}
+		vc.must(200, "GET", "/api/v1/partners/"+p.ID, nil, nil)
+		// A finance user is one the partner admin may manage (its permissions there are all the
+		// admin's own).
+		pa.must(200, "PUT", "/api/v1/users/"+v.ID, map[string]any{"mobile": "+32 1"}, nil)
+	})
+
+	escalations := []struct {
+		name   string
+		caller client
+		body   map[string]any
+	}{
+		{"ErrPartnerAdminToDistributorAdmin", pa, map[string]any{"role": "distributor_admin", "scopeId": p.ID}},
+		{"ErrPartnerAdminToPlatformAdmin", pa, map[string]any{"role": "platform_admin"}},
+		{"ErrDistributorAdminToPlatformViewer", da, map[string]any{"role": "platform_viewer", "scopeId": d.ID}},
+		{"ErrTenantAdminToFinance", ta, map[string]any{"role": "finance", "scopeId": tn.ID}},
+		{"ErrTenantAdminToPartnerAdmin", ta, map[string]any{"role": "partner_admin", "scopeId": tn.ID}},
+	}
+	for _, e := range escalations {
+		t.Run(e.name, func(t *testing.T) {
+			u := target()
+			env := e.caller.do("PUT", "/api/v1/roles/"+u.ID, e.body)
+			if env.status != 403 || !env.hasError("role_above_caller", "") {
+				t.Fatalf("PUT /roles: want 403 role_above_caller, got %s", env.raw)
+			}
+			body := map[string]any{"email": strings.ToLower(uniq("esc")) + "@example.test", "firstName": "E", "lastName": "E", "role": e.body["role"], "scopeId": tn.ID}
+			if s, ok := e.body["scopeId"]; ok {
+				body["scopeId"] = s
+			}
+			env = e.caller.do("POST", "/api/v1/users", body)
+			if env.status != 403 || !env.hasError("role_above_caller", "") {
+				t.Fatalf("POST /users: want 403 role_above_caller, got %s", env.raw)
+			}
+			var got user
+			a.must(200, "GET", "/api/v1/users/"+u.ID, nil, &got)
+			if got.Role != "tenant_viewer" {
+				t.Fatalf("the role changed: %+v", got)
+			}
+		})
+	}
+	t.Run("ErrFinanceAtThePlatformIsOutsideTheSubtree", func(t *testing.T) {
+		env := da.do("PUT", "/api/v1/roles/"+target().ID, map[string]any{"role": "finance", "scopeId": "platform"})
+		if env.status != 422 || !env.hasError("not_found", "scopeId") {
+			t.Fatalf("got %s", env.raw)
+		}
+	})
+}

@@ -141,11 +141,13 @@ const (
 )
 
 // RoleDef describes a role: the entity types it may be held at and its permissions.
+// PermissionsAt says what it grants at each of those types (see Role.PermissionsAt).
 type RoleDef struct {
-	Name        Role         `json:"name"`
-	Description string       `json:"description"`
-	ScopeTypes  []EntityType `json:"scopeTypes"`
-	Permissions []Permission `json:"permissions"`
+	Name          Role                        `json:"name"`
+	Description   string                      `json:"description"`
+	ScopeTypes    []EntityType                `json:"scopeTypes"`
+	Permissions   []Permission                `json:"permissions"`
+	PermissionsAt map[EntityType][]Permission `json:"permissionsAt"`
 }
 
 var (
@@ -215,7 +217,52 @@ var roles = map[Role]RoleDef{
 func Lookup(r Role) (RoleDef, bool) {
 	d, ok := roles[r]
 	d.Name = r
+	if ok {
+		d.PermissionsAt = map[EntityType][]Permission{}
+		for _, t := range d.ScopeTypes {
+			d.PermissionsAt[t] = r.PermissionsAt(t)
+		}
+	}
 	return d, ok
+}
+
+// platformOnly are the permissions on platform objects (billing runs span every tenant): they
+// take effect only for a role held at the platform.
+var platformOnly = map[Permission]bool{BillingRunsCreate: true, BillingRunsRead: true}
+
+// levelOf is the level of the entities a permission acts on: below that level a subtree holds
+// none of them (a partner's subtree has no distributor), so the permission grants nothing there.
+func levelOf(p Permission) int {
+	switch {
+	case strings.HasPrefix(string(p), "distributors."):
+		return Distributor.Depth()
+	case strings.HasPrefix(string(p), "partners."):
+		return Partner.Depth()
+	}
+	return Tenant.Depth()
+}
+
+// effectiveAt reports whether permission p takes effect for a role held at an entity of type t.
+// An unknown t keeps nothing that is platform-only.
+func effectiveAt(p Permission, t EntityType) bool {
+	if platformOnly[p] && t != Platform {
+		return false
+	}
+	return t.Depth() <= levelOf(p)
+}
+
+// PermissionsAt returns the permissions role r grants when held at an entity of type t: its
+// permissions less those that act on nothing in such a subtree (billing runs below the
+// platform, distributors below a distributor, partners below a partner). This is what the
+// caller holds (Principal.Can) and what granting the role gives away (Principal.CanGrant).
+func (r Role) PermissionsAt(t EntityType) []Permission {
+	var out []Permission
+	for _, p := range roles[r].Permissions {
+		if effectiveAt(p, t) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Roles returns every role definition, sorted by name.
@@ -229,11 +276,14 @@ func Roles() []RoleDef {
 	return out
 }
 
-// Has reports whether role r grants permission p.
+// Has reports whether role r grants permission p at some scope type (see HasAt).
 func (r Role) Has(p Permission) bool {
 	d, ok := roles[r]
 	return ok && slices.Contains(d.Permissions, p)
 }
+
+// HasAt reports whether role r held at an entity of type t grants permission p.
+func (r Role) HasAt(p Permission, t EntityType) bool { return r.Has(p) && effectiveAt(p, t) }
 
 // AllowedAt reports whether role r may be held at an entity of type t.
 func (r Role) AllowedAt(t EntityType) bool {
@@ -255,8 +305,8 @@ type Principal struct {
 	Suspended bool
 }
 
-// Can reports whether the caller holds permission p.
-func (p Principal) Can(perm Permission) bool { return p.Role.Has(perm) }
+// Can reports whether the caller holds permission p: its role grants it at its scope's type.
+func (p Principal) Can(perm Permission) bool { return p.Role.HasAt(perm, p.ScopeType) }
 
 // Require returns nil when the caller holds perm, and a Forbidden error otherwise (also for an
 // empty perm, so that a route without a permission can never pass).
@@ -276,19 +326,32 @@ func (p Principal) Covers(path string) bool {
 // that the caller acts on it as an ancestor (suspend, delete, set markups).
 func (p Principal) Above(path string) bool { return p.Covers(path) && path != p.ScopePath }
 
-// CanGrant reports whether the caller may give role r to someone: every permission of r must be
-// one the caller holds, so nobody hands out more than they have.
-func (p Principal) CanGrant(r Role) bool {
-	d, ok := roles[r]
-	if !ok {
+// CanGrant reports whether the caller may give role r at an entity of type at (SPEC 6: never
+// above the caller's own role): at is not above the caller's own scope, and every permission r
+// grants there is one the caller holds, so nobody hands out more than they have. Permissions
+// that act on nothing at that level do not count (see PermissionsAt): a distributor admin may
+// make finance users of its distributor, whose role reads billing runs only at the platform.
+func (p Principal) CanGrant(r Role, at EntityType) bool {
+	if _, ok := roles[r]; !ok || !r.AllowedAt(at) || at.Depth() < p.ScopeType.Depth() || p.ScopeType.Depth() < 0 {
 		return false
 	}
-	for _, perm := range d.Permissions {
-		if !p.Role.Has(perm) {
+	for _, perm := range r.PermissionsAt(at) {
+		if !p.Can(perm) {
 			return false
 		}
 	}
 	return true
+}
+
+// CanGrantSomewhere reports whether the caller may give role r at some entity type, so that
+// asking for a role above the caller's own is refused as such before any scope is looked at.
+func (p Principal) CanGrantSomewhere(r Role) bool {
+	for _, t := range roles[r].ScopeTypes {
+		if p.CanGrant(r, t) {
+			return true
+		}
+	}
+	return false
 }
 
 // PathOf returns the path of an entity with the given id under the parent path.

@@ -82,8 +82,14 @@ func (in *CreateUserInput) Validate() error {
 }
 
 // scopeFor resolves a scope entity for a role: it must lie in the caller's subtree and take the
-// role. Unprocessable naming the field otherwise; Forbidden when the caller cannot grant the role.
+// role. Forbidden "role_above_caller" first when the caller cannot grant the role at any level
+// (a partner admin asking for distributor_admin), then Unprocessable naming the field for a scope
+// outside the subtree or of the wrong type, then Forbidden "role_above_caller" when the role
+// would grant more at that scope than the caller holds.
 func (s *Users) scopeFor(ctx context.Context, p access.Principal, role access.Role, scopeID string) (*hierarchy.Entity, error) {
+	if !p.CanGrantSomewhere(role) {
+		return nil, apperr.New(apperr.Forbidden, "role_above_caller", "You cannot grant a role above your own.")
+	}
 	var f apperr.Fields
 	e, err := s.Entities.GetEntity(ctx, scopeID)
 	if apperr.Is(err, apperr.NotFound) || (err == nil && !p.Covers(e.Path)) {
@@ -97,7 +103,7 @@ func (s *Users) scopeFor(ctx context.Context, p access.Principal, role access.Ro
 		f.Add("role", "invalid_for_scope", string(role)+" cannot be held at a "+string(e.Type))
 		return nil, f.Unprocessable()
 	}
-	if !p.CanGrant(role) {
+	if !p.CanGrant(role, e.Type) {
 		return nil, apperr.New(apperr.Forbidden, "role_above_caller", "You cannot grant a role with permissions you do not hold.")
 	}
 	return e, nil
@@ -254,7 +260,7 @@ func (s *Users) manageable(ctx context.Context, p access.Principal, perm access.
 	if err != nil {
 		return nil, err
 	}
-	if u.ID != p.UserID && !p.CanGrant(u.Role) {
+	if u.ID != p.UserID && !p.CanGrant(u.Role, u.Scope.Type) {
 		return nil, apperr.New(apperr.Forbidden, "role_above_caller", "This user holds permissions you do not hold.")
 	}
 	return u, nil
