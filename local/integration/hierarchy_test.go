@@ -70,6 +70,59 @@ func TestHierarchyLifecycle(t *testing.T) {
 		if len(ms) != 2 || ms[0].Markup != "12.5" || ms[0].StartDate != nextMonthStart() || ms[1].Markup != "10.0" {
 			t.Fatalf("history, newest first: %+v", ms)
 		}
+		t.Run("SearchSortDir", func(t *testing.T) {
+			a.must(201, "POST", "/api/v1/distributors/"+d.ID+"/markups", map[string]any{"markup": "9.5", "startDate": nextMonthStart()}, nil)
+			marks := func(path string) []string {
+				var ms []struct {
+					Markup string `json:"markup"`
+				}
+				a.must(200, "GET", "/api/v1/distributors/"+d.ID+"/markups"+path, nil, &ms)
+				var out []string
+				for _, m := range ms {
+					out = append(out, m.Markup)
+				}
+				return out
+			}
+			// Default: newest first (the latest entry for next month's start, then older ones).
+			if got := strings.Join(marks(""), " "); got != "9.5 12.5 10.0" {
+				t.Fatalf("default order %s", got)
+			}
+			// By value, not by text ("9.5" < "10.0").
+			if got := strings.Join(marks("?sort=markup"), " "); got != "9.5 10.0 12.5" {
+				t.Fatalf("sort=markup %s", got)
+			}
+			if got := strings.Join(marks("?sort=markup&dir=desc"), " "); got != "12.5 10.0 9.5" {
+				t.Fatalf("sort=markup&dir=desc %s", got)
+			}
+			if got := strings.Join(marks("?dir=asc"), " "); got != "10.0 12.5 9.5" {
+				t.Fatalf("dir=asc (oldest first) %s", got)
+			}
+			if got := strings.Join(marks("?search=2.5"), " "); got != "12.5" {
+				t.Fatalf("search=2.5 %s", got)
+			}
+			// Through pages, the order holds.
+			var all []string
+			path := "/api/v1/distributors/" + d.ID + "/markups?page_size=2&sort=markup"
+			for path != "" {
+				var ms []struct {
+					Markup string `json:"markup"`
+				}
+				env := a.must(200, "GET", path, nil, &ms)
+				for _, m := range ms {
+					all = append(all, m.Markup)
+				}
+				path = ""
+				if env.Page.Next != "" {
+					path = "/api/v1/distributors/" + d.ID + "/markups?next=" + url.QueryEscape(env.Page.Next)
+				}
+			}
+			if got := strings.Join(all, " "); got != "9.5 10.0 12.5" {
+				t.Fatalf("paged sort=markup %s", got)
+			}
+			if env := a.do("GET", "/api/v1/distributors/"+d.ID+"/markups?sort=bogus", nil); env.status != 400 || !env.hasError("invalid", "sort") {
+				t.Fatalf("sort=bogus: %s", env.raw)
+			}
+		})
 		env := a.do("POST", "/api/v1/distributors/"+d.ID+"/markups", map[string]any{"markup": "-1", "startDate": "2020-01-01"})
 		if env.status != 400 || !env.hasError("out_of_range", "markup") {
 			t.Fatalf("got %s", env.raw)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +36,16 @@ type Param struct {
 	Required    bool
 }
 
+// ListFields documents a list's search and sort in the OpenAPI document: the fields search
+// looks into, the values sort accepts (any other is a 400 naming sort), and the order without
+// sort or dir.
+type ListFields struct {
+	Search      []string
+	Sort        []string
+	DefaultSort string
+	DefaultDesc bool
+}
+
 // Route describes one operation: it is both what the router serves and what the OpenAPI document
 // says. Path uses API Gateway's form (/api/v1/tenants/{id}).
 type Route struct {
@@ -58,6 +69,8 @@ type Route struct {
 	// token in plain text for 24 hours (SPEC 5 keeps them hashed), and a replay would hand out
 	// the pair of a spent refresh token instead of treating the second use as reuse.
 	Credentials bool
+	// Fields documents the search and sort of a list (List or Paged); nil leaves them generic.
+	Fields *ListFields
 }
 
 // Response is what a handler returns on success.
@@ -255,6 +268,9 @@ func (a *API) run(w http.ResponseWriter, req *Request, h Handler) {
 	if status == 0 {
 		status = req.route.Status
 	}
+	if req.route.List {
+		res.Data = emptyNotNull(res.Data)
+	}
 	WriteJSON(w, status, Envelope{Data: res.Data, Page: res.Page})
 }
 
@@ -305,6 +321,15 @@ func (a *API) idempotent(w http.ResponseWriter, req *Request, h Handler) {
 	if err := a.Idempotency.Complete(context.WithoutCancel(ctx), scoped, rec, now); err != nil {
 		a.Log.Error("complete idempotency key", "err", err)
 	}
+}
+
+// emptyNotNull turns a nil slice into an empty one, so that an empty list answers [] (a list's
+// data is an array, never null).
+func emptyNotNull(data any) any {
+	if v := reflect.ValueOf(data); v.Kind() == reflect.Slice && v.IsNil() {
+		return reflect.MakeSlice(v.Type(), 0, 0).Interface()
+	}
+	return data
 }
 
 func requestID(ctx context.Context) string {

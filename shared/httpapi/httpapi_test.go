@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -123,5 +124,20 @@ func TestOpenAPIDescribesRoutes(t *testing.T) {
 	in := schemas["Httpapi_testinputInput"]
 	if in == nil || in.(map[string]any)["additionalProperties"] != false {
 		t.Fatalf("request bodies refuse unknown fields: %v", schemas)
+	}
+}
+
+// An empty list answers [] and never null.
+func TestEmptyListIsAnArray(t *testing.T) {
+	api := httpapi.New(httpapi.NewPager([]byte("0123456789abcdef0123456789abcdef")), nil, nil)
+	api.Handle(httpapi.Route{Method: "GET", Path: "/things", Public: true, List: true, Result: input{}},
+		func(r *httpapi.Request) (httpapi.Response, error) {
+			var none []input
+			return r.Page(none, listing.Query{PageSize: 50}, nil), nil
+		})
+	rec := httptest.NewRecorder()
+	api.ServeHTTP(rec, httptest.NewRequest("GET", "/things", nil))
+	if !strings.Contains(rec.Body.String(), `"data":[]`) {
+		t.Fatalf("got %s", rec.Body.String())
 	}
 }

@@ -149,12 +149,21 @@ func OpenAPI(routes []Route, title, version string) ([]byte, error) {
 			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
 		}
 		if rt.List || rt.Paged {
-			params = append(params,
-				queryParam("page_size", "Items per page, 1 to 500 (default 50).", "integer"),
-				queryParam("next", "The token from the previous page.", "string"),
-				queryParam("search", "Case-insensitive substring over the searchable fields.", "string"),
-				queryParam("sort", "A searchable field to sort by.", "string"),
-				queryParam("dir", "asc or desc.", "string"))
+			search := queryParam("search", "Case-insensitive substring over the searchable fields.", "string")
+			sortBy := queryParam("sort", "A searchable field to sort by.", "string")
+			dir := queryParam("dir", "asc or desc.", "string")
+			dir["schema"] = map[string]any{"type": "string", "enum": []string{"asc", "desc"}}
+			if f := rt.Fields; f != nil {
+				search["description"] = "Case-insensitive substring of any of: " + strings.Join(f.Search, ", ") + "."
+				sortBy["description"] = "The field to sort by (ties by id); default " + f.DefaultSort + "."
+				sortBy["schema"] = map[string]any{"type": "string", "enum": f.Sort}
+				if f.DefaultDesc {
+					dir["description"] = "asc or desc; without sort and dir the order is " + f.DefaultSort + " descending."
+				}
+			}
+			pageSize := queryParam("page_size", "Items per page, 1 to 500 (default 50).", "integer")
+			pageSize["schema"] = map[string]any{"type": "integer", "minimum": 1, "maximum": 500}
+			params = append(params, pageSize, queryParam("next", "The token from the previous page.", "string"), search, sortBy, dir)
 		}
 		for _, q := range rt.Query {
 			p := queryParam(q.Name, q.Description, "string")

@@ -57,7 +57,7 @@ func Hierarchy(api *httpapi.API, svc *hierarchy.Service, t access.EntityType) {
 	fn, tag := r.plural, r.plural
 	filters := []httpapi.Param{{Name: "parent", Description: "An entity id: only entities in its subtree."}, {Name: "status", Description: "active, suspended or cancelled."}}
 	api.Handle(httpapi.Route{Method: http.MethodGet, Path: base, Function: fn, Permission: r.list, Tag: tag, List: true,
-		Summary: "List " + r.plural + " in your subtree", Result: hierarchy.Entity{}, Query: filters},
+		Summary: "List " + r.plural + " in your subtree", Result: hierarchy.Entity{}, Query: filters, Fields: listFields(hierarchy.ListFields)},
 		func(req *httpapi.Request) (httpapi.Response, error) {
 			q, after, err := req.ListQuery("parent", "status")
 			if err != nil {
@@ -117,17 +117,20 @@ func Hierarchy(api *httpapi.API, svc *hierarchy.Service, t access.EntityType) {
 		return
 	}
 	api.Handle(httpapi.Route{Method: http.MethodGet, Path: base + "/{id}/markups", Function: fn, Permission: r.markupsR, Tag: tag, List: true,
-		Summary: "The markup history of a " + string(t) + ", newest first", Result: hierarchy.Markup{}},
+		Summary: "The markup history of a " + string(t) + ", newest first", Result: hierarchy.Markup{}, Fields: markupFields},
 		func(req *httpapi.Request) (httpapi.Response, error) {
 			q, after, err := req.ListQuery()
 			if err != nil {
 				return httpapi.Response{}, err
 			}
+			if v := req.URL.Query(); after == nil && v.Get("sort") == "" && v.Get("dir") == "" {
+				q.Desc = true // newest first: start date, then recording time, descending
+			}
 			ms, err := svc.Markups(req.Context(), req.Principal, t, req.PathValue("id"))
 			if err != nil {
 				return httpapi.Response{}, err
 			}
-			page, next, err := pageSlice(ms, q, after)
+			page, next, err := sliceList(ms, markupSearch, markupSort, &q, after)
 			if err != nil {
 				return httpapi.Response{}, err
 			}
@@ -149,7 +152,7 @@ func Hierarchy(api *httpapi.API, svc *hierarchy.Service, t access.EntityType) {
 func Users(api *httpapi.API, svc *identity.Users) {
 	const base, fn, tag = "/api/v1/users", FnUsers, "users"
 	api.Handle(httpapi.Route{Method: http.MethodGet, Path: base, Function: fn, Permission: access.UsersList, Tag: tag, List: true,
-		Summary: "List users in your subtree", Result: identity.User{},
+		Summary: "List users in your subtree", Result: identity.User{}, Fields: listFields(identity.UserFields),
 		Query: []httpapi.Param{{Name: "scopeId", Description: "Only users scoped in this entity's subtree."}, {Name: "role", Description: "Only users with this role."}}},
 		func(req *httpapi.Request) (httpapi.Response, error) {
 			q, after, err := req.ListQuery("scopeId", "role")
@@ -208,7 +211,7 @@ func Users(api *httpapi.API, svc *identity.Users) {
 func Roles(api *httpapi.API, svc *identity.Users) {
 	const fn, tag = FnRoles, "roles"
 	api.Handle(httpapi.Route{Method: http.MethodGet, Path: "/api/v1/roles", Function: fn, Permission: access.RolesList, Tag: tag, List: true,
-		Summary: "List the roles and their permissions", Result: access.RoleDef{}},
+		Summary: "List the roles and their permissions", Result: access.RoleDef{}, Fields: roleFields},
 		func(req *httpapi.Request) (httpapi.Response, error) {
 			q, after, err := req.ListQuery()
 			if err != nil {
@@ -218,7 +221,7 @@ func Roles(api *httpapi.API, svc *identity.Users) {
 			if err != nil {
 				return httpapi.Response{}, err
 			}
-			page, next, err := pageSlice(roles, q, after)
+			page, next, err := sliceList(roles, roleSearch, roleSort, &q, after)
 			if err != nil {
 				return httpapi.Response{}, err
 			}
