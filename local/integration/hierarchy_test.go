@@ -166,6 +166,35 @@ func TestHierarchyLifecycle(t *testing.T) {
 			t.Fatalf("delete must decrement the counters, got %d", *got.NbOfTenants)
 		}
 	})
+	t.Run("DeletePartnerThenDistributor", func(t *testing.T) {
+		d2 := create(t, a, "distributors", map[string]any{"name": "Doomed " + uniq("d"), "billingId": uniq("doomed")})
+		p2 := create(t, a, "partners", map[string]any{"name": "Doomed P", "parent": parent("distributor", d2.ID)})
+		if env := a.do("DELETE", "/api/v1/distributors/"+d2.ID, nil); env.status != 409 || !env.hasError("has_children", "") {
+			t.Fatalf("a distributor with a partner: %s", env.raw)
+		}
+		a.must(200, "DELETE", "/api/v1/partners/"+p2.ID, nil, nil)
+		if env := a.do("GET", "/api/v1/partners/"+p2.ID, nil); env.status != 404 {
+			t.Fatalf("deleted partner still there: %s", env.raw)
+		}
+		// The partner's delete released its parent: the distributor has no child left.
+		a.must(200, "DELETE", "/api/v1/distributors/"+d2.ID, nil, nil)
+		if env := a.do("GET", "/api/v1/distributors/"+d2.ID, nil); env.status != 404 {
+			t.Fatalf("deleted distributor still there: %s", env.raw)
+		}
+		var items []entity
+		a.must(200, "GET", "/api/v1/distributors?search="+url.QueryEscape(d2.Name), nil, &items)
+		if len(items) != 0 {
+			t.Fatalf("a deleted distributor is still listed: %+v", items)
+		}
+		// Its billingId is free again.
+		create(t, a, "distributors", map[string]any{"name": "Heir", "billingId": d2.BillingID})
+		// A distributor-less partner (under the platform) deletes the same way.
+		lone := create(t, a, "partners", map[string]any{"name": "Lone P", "parent": parent("platform", "platform")})
+		a.must(200, "DELETE", "/api/v1/partners/"+lone.ID, nil, nil)
+		if env := a.do("GET", "/api/v1/partners/"+lone.ID, nil); env.status != 404 {
+			t.Fatalf("deleted partner still there: %s", env.raw)
+		}
+	})
 }
 
 func TestCreateValidation(t *testing.T) {
@@ -221,26 +250,30 @@ func TestBillingIDUniqueUnderConcurrency(t *testing.T) {
 	a := admin(t)
 	bid := uniq("bid")
 	var wg sync.WaitGroup
-	statuses := make([]int, 20)
-	for i := range statuses {
+	answers := make([]envelope, 20)
+	for i := range answers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			statuses[i] = a.do("POST", "/api/v1/distributors", map[string]any{"name": fmt.Sprint("Race ", i), "billingId": bid}).status
+			answers[i] = a.do("POST", "/api/v1/distributors", map[string]any{"name": fmt.Sprint("Race ", i), "billingId": bid})
 		}()
 	}
 	wg.Wait()
-	created, conflicts := 0, 0
-	for _, s := range statuses {
-		switch s {
-		case 201:
+	// Every create also adds to the platform's counters: the losers must lose on the billingId
+	// (409 billing_id_taken naming the field), never on a transaction conflict.
+	created, taken := 0, 0
+	var statuses []string
+	for _, env := range answers {
+		switch {
+		case env.status == 201:
 			created++
-		case 409:
-			conflicts++
+		case env.status == 409 && len(env.Errors) == 1 && env.hasError("taken", "billingId"):
+			taken++
 		}
+		statuses = append(statuses, fmt.Sprint(env.status, " ", env.raw))
 	}
-	if created != 1 || conflicts != 19 {
-		t.Fatalf("want exactly one 201 and 19 409, got %v", statuses)
+	if created != 1 || taken != 19 {
+		t.Fatalf("want exactly one 201 and 19 409 billingId taken, got:\n%s", strings.Join(statuses, "\n"))
 	}
 	t.Run("ErrUpdateToTakenBillingID", func(t *testing.T) {
 		other := create(t, a, "distributors", map[string]any{"name": "Other"})

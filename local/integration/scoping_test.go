@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"fmt"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -365,4 +366,120 @@ func TestMatrixCoversEveryProtectedRoute(t *testing.T) {
 			t.Errorf("%s has no row in the scoping matrix", r)
 		}
 	}
+}
+
+// TestScopingUnfilteredLists: a plain list (no parent, tenantId or scopeId filter) answers the
+// caller's subtree and nothing else. A partner admin of P1 never sees its sibling P2's partner,
+// tenants, users or subscriptions; a distributor admin never sees another distributor.
+func TestScopingUnfilteredLists(t *testing.T) {
+	a := admin(t)
+	d1 := create(t, a, "distributors", map[string]any{"name": "Lists D1"})
+	d2 := create(t, a, "distributors", map[string]any{"name": "Lists D2"})
+	p1 := create(t, a, "partners", map[string]any{"name": "Lists P1", "parent": parent("distributor", d1.ID)})
+	p2 := create(t, a, "partners", map[string]any{"name": "Lists P2", "parent": parent("distributor", d1.ID)})
+	t1 := create(t, a, "tenants", map[string]any{"name": "Lists T1", "parent": parent("partner", p1.ID)})
+	t2 := create(t, a, "tenants", map[string]any{"name": "Lists T2", "parent": parent("partner", p2.ID)})
+	u1, _ := mkUser(t, a, "tenant_viewer", t1.ID)
+	u2, _ := mkUser(t, a, "tenant_viewer", t2.ID)
+	_, pa := mkUser(t, a, "partner_admin", p1.ID)
+	_, da := mkUser(t, a, "distributor_admin", d1.ID)
+	var obj struct {
+		ID string `json:"id"`
+	}
+	a.must(201, "POST", "/api/v1/pricing", skuBody(uniq("lists")), &obj)
+	sku := obj.ID
+	a.must(201, "POST", "/api/v1/plans", map[string]any{"code": uniq("lists"), "name": "Lists", "basePrice": "10",
+		"charges": []map[string]any{{"skuId": sku}}}, &obj)
+	plan := obj.ID
+	a.must(200, "POST", "/api/v1/plans/"+plan+"/publish", nil, nil)
+	subs := map[string]string{}
+	for _, tn := range []entity{t1, t2} {
+		a.must(201, "POST", "/api/v1/subscriptions", map[string]any{"tenantId": tn.ID, "planId": plan, "quantity": 1}, &obj)
+		subs[tn.ID] = obj.ID
+	}
+
+	// all lists every page of path as c and returns each item's id and its tenant or scope.
+	all := func(c client, path string) map[string]string {
+		t.Helper()
+		out := map[string]string{}
+		for next := path + "?page_size=500"; next != ""; {
+			var items []struct {
+				ID       string `json:"id"`
+				TenantID string `json:"tenantId"`
+				Scope    struct {
+					ID string `json:"id"`
+				} `json:"scope"`
+			}
+			env := c.must(200, "GET", next, nil, &items)
+			for _, it := range items {
+				out[it.ID] = it.TenantID + it.Scope.ID
+			}
+			next = ""
+			if env.Page.Next != "" {
+				next = path + "?next=" + url.QueryEscape(env.Page.Next)
+			}
+		}
+		return out
+	}
+	expect := func(t *testing.T, got map[string]string, in, out []string) {
+		t.Helper()
+		for _, id := range in {
+			if _, ok := got[id]; !ok {
+				t.Errorf("%s of the caller's subtree is missing", id)
+			}
+		}
+		for _, id := range out {
+			if _, ok := got[id]; ok {
+				t.Errorf("%s of a sibling's subtree is listed", id)
+			}
+		}
+	}
+	t.Run("Tenants", func(t *testing.T) {
+		got := all(pa, "/api/v1/tenants")
+		expect(t, got, []string{t1.ID}, []string{t2.ID})
+		if len(got) != 1 {
+			t.Errorf("P1 has one tenant, listed %d", len(got))
+		}
+	})
+	t.Run("Partners", func(t *testing.T) {
+		got := all(pa, "/api/v1/partners")
+		expect(t, got, []string{p1.ID}, []string{p2.ID})
+		if len(got) != 1 {
+			t.Errorf("a partner admin sees its own partner only, listed %d", len(got))
+		}
+	})
+	t.Run("Users", func(t *testing.T) {
+		got := all(pa, "/api/v1/users")
+		expect(t, got, []string{u1.ID}, []string{u2.ID})
+		for id, scope := range got {
+			if scope != p1.ID && scope != t1.ID {
+				t.Errorf("user %s scoped at %s is outside P1", id, scope)
+			}
+		}
+	})
+	t.Run("Subscriptions", func(t *testing.T) {
+		got := all(pa, "/api/v1/subscriptions")
+		expect(t, got, []string{subs[t1.ID]}, []string{subs[t2.ID]})
+		for id, tenant := range got {
+			if tenant != t1.ID {
+				t.Errorf("subscription %s of tenant %s is outside P1", id, tenant)
+			}
+		}
+	})
+	t.Run("Invoices", func(t *testing.T) {
+		for id, tenant := range all(pa, "/api/v1/invoices") {
+			if tenant != t1.ID {
+				t.Errorf("invoice %s of tenant %s is outside P1", id, tenant)
+			}
+		}
+	})
+	t.Run("Distributors", func(t *testing.T) {
+		got := all(da, "/api/v1/distributors")
+		expect(t, got, []string{d1.ID}, []string{d2.ID})
+		if len(got) != 1 {
+			t.Errorf("a distributor admin sees its own distributor only, listed %d", len(got))
+		}
+		expect(t, all(da, "/api/v1/partners"), []string{p1.ID, p2.ID}, nil)
+		expect(t, all(da, "/api/v1/tenants"), []string{t1.ID, t2.ID}, nil)
+	})
 }
