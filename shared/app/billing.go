@@ -1,7 +1,9 @@
 package app
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -10,13 +12,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/channelbilling/cms/shared/billing"
 	"github.com/channelbilling/cms/shared/billingqueue"
 	"github.com/channelbilling/cms/shared/money"
 	"github.com/channelbilling/cms/shared/period"
-	"github.com/channelbilling/cms/shared/s3objects"
 	"github.com/channelbilling/cms/shared/tablestore"
 	"github.com/channelbilling/cms/shared/usage"
 )
@@ -26,7 +28,7 @@ import (
 func (d *Deps) wireBilling(awsCfg aws.Config) {
 	d.Billing = &billing.Service{Store: d.Store, Entities: d.Store, Catalog: d.Store, Subscriptions: d.Store,
 		Usage: &BillingUsage{Store: d.UsageStore}, Queue: billingqueue.New(sqs.NewFromConfig(awsCfg), d.Config.BillingQueue),
-		Exports:          &ExportsBucket{Objects: &s3objects.Store{Client: s3.NewFromConfig(awsCfg, S3Options(awsCfg))}, Bucket: d.Config.ExportsBucket},
+		Exports:          &ExportsBucket{Client: s3.NewFromConfig(awsCfg, S3Options(awsCfg)), Bucket: d.Config.ExportsBucket},
 		PlatformCurrency: d.Config.PlatformCurrency, Log: d.Log}
 }
 
@@ -118,15 +120,154 @@ func (u *BillingUsage) Acknowledge(ctx context.Context, tenantID string, c billi
 	return u.Store.AcknowledgeChange(ctx, tenantID, toUsageKey(c.Key), c.Version)
 }
 
-// ExportsBucket writes the finance exports to one S3 bucket (billing.Objects).
-type ExportsBucket struct {
-	Objects *s3objects.Store
-	Bucket  string
+// ResolvePending implements billing.UsageSource.
+func (u *BillingUsage) ResolvePending(ctx context.Context, tenantID string) (int, error) {
+	return u.Store.ResolvePending(ctx, tenantID)
 }
 
-// Put implements billing.Objects.
-func (b *ExportsBucket) Put(ctx context.Context, key string, body []byte, contentType string) error {
-	return b.Objects.Put(ctx, b.Bucket, key, body, contentType)
+// ExportsAPI is the part of the S3 client the exports use (*s3.Client).
+type ExportsAPI interface {
+	PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error)
+	CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error)
+	UploadPart(ctx context.Context, in *s3.UploadPartInput, optFns ...func(*s3.Options)) (*s3.UploadPartOutput, error)
+	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
+	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
+}
+
+// DefaultExportPart is the part size of an export's multipart upload: what one export holds
+// in memory while it is written.
+const DefaultExportPart = 8 << 20
+
+// ExportsBucket writes the finance exports to one S3 bucket (billing.Objects). An object is
+// streamed: up to PartSize it is buffered and put whole at Commit; beyond, it becomes a
+// multipart upload, PartSize bytes per part, completed at Commit. Either way S3 shows the new
+// object only once it is complete, and an aborted one leaves the old object in place.
+type ExportsBucket struct {
+	Client ExportsAPI
+	Bucket string
+	// PartSize is the size of the parts (default DefaultExportPart; S3's minimum is 5 MiB).
+	PartSize int
+}
+
+// Create implements billing.Objects.
+func (b *ExportsBucket) Create(ctx context.Context, key, contentType string) (billing.ObjectWriter, error) {
+	size := b.PartSize
+	if size <= 0 {
+		size = DefaultExportPart
+	}
+	return &exportObject{b: b, ctx: ctx, key: key, contentType: contentType, size: size}, nil
+}
+
+// exportObject is one object being written (billing.ObjectWriter).
+type exportObject struct {
+	b           *ExportsBucket
+	ctx         context.Context
+	key         string
+	contentType string
+	size        int
+
+	buf      []byte
+	uploadID string
+	parts    []s3types.CompletedPart
+	err      error
+	done     bool
+}
+
+func (o *exportObject) Write(p []byte) (int, error) {
+	if o.err != nil {
+		return 0, o.err
+	}
+	if o.done {
+		return 0, errors.New("export object already committed or aborted")
+	}
+	n := len(p)
+	for len(p) > 0 {
+		if o.buf == nil {
+			o.buf = make([]byte, 0, o.size)
+		}
+		k := min(len(p), o.size-len(o.buf))
+		o.buf = append(o.buf, p[:k]...)
+		p = p[k:]
+		if len(o.buf) == o.size {
+			if o.err = o.flush(); o.err != nil {
+				return n - len(p), o.err
+			}
+		}
+	}
+	return n, nil
+}
+
+// flush uploads the buffer as the next part, starting the multipart upload at the first.
+func (o *exportObject) flush() error {
+	if o.uploadID == "" {
+		// CRC32 part checksums, as the SDK's upload manager does (and the SDK computes them).
+		out, err := o.b.Client.CreateMultipartUpload(o.ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(o.b.Bucket), Key: aws.String(o.key),
+			ContentType: aws.String(o.contentType), ChecksumAlgorithm: s3types.ChecksumAlgorithmCrc32})
+		if err != nil {
+			return fmt.Errorf("start upload of %s: %w", o.key, err)
+		}
+		o.uploadID = aws.ToString(out.UploadId)
+	}
+	n := int32(len(o.parts) + 1)
+	out, err := o.b.Client.UploadPart(o.ctx, &s3.UploadPartInput{Bucket: aws.String(o.b.Bucket), Key: aws.String(o.key), UploadId: aws.String(o.uploadID),
+		PartNumber: aws.Int32(n), Body: bytes.NewReader(o.buf), ContentLength: aws.Int64(int64(len(o.buf))), ChecksumAlgorithm: s3types.ChecksumAlgorithmCrc32})
+	if err != nil {
+		return fmt.Errorf("upload part %d of %s: %w", n, o.key, err)
+	}
+	o.parts = append(o.parts, s3types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(n), ChecksumCRC32: out.ChecksumCRC32})
+	o.buf = o.buf[:0]
+	return nil
+}
+
+// Commit implements billing.ObjectWriter.
+func (o *exportObject) Commit() error {
+	if o.err != nil {
+		return o.err
+	}
+	if o.done {
+		return errors.New("export object already committed or aborted")
+	}
+	o.done = true
+	if o.uploadID == "" {
+		_, err := o.b.Client.PutObject(o.ctx, &s3.PutObjectInput{Bucket: aws.String(o.b.Bucket), Key: aws.String(o.key), Body: bytes.NewReader(o.buf),
+			ContentType: aws.String(o.contentType), ContentLength: aws.Int64(int64(len(o.buf)))})
+		return err
+	}
+	if len(o.buf) > 0 {
+		if err := o.flush(); err != nil {
+			o.abortUpload()
+			return err
+		}
+	}
+	_, err := o.b.Client.CompleteMultipartUpload(o.ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String(o.b.Bucket), Key: aws.String(o.key),
+		UploadId: aws.String(o.uploadID), MultipartUpload: &s3types.CompletedMultipartUpload{Parts: o.parts}})
+	if err != nil {
+		o.abortUpload()
+		return fmt.Errorf("complete upload of %s: %w", o.key, err)
+	}
+	return nil
+}
+
+// Abort implements billing.ObjectWriter (nothing after Commit).
+func (o *exportObject) Abort() {
+	if o.done {
+		return
+	}
+	o.done = true
+	o.abortUpload()
+}
+
+// abortUpload drops the parts uploaded, best effort: a bucket lifecycle rule for incomplete
+// multipart uploads removes what this leaves.
+func (o *exportObject) abortUpload() {
+	o.buf = nil
+	if o.uploadID == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(o.ctx), 5*time.Second)
+	defer cancel()
+	_, _ = o.b.Client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: aws.String(o.b.Bucket), Key: aws.String(o.key),
+		UploadId: aws.String(o.uploadID)})
 }
 
 // BillingWorker returns the billing worker's SQS handler on deps.

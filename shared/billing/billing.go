@@ -2,6 +2,7 @@ package billing
 
 import (
 	"context"
+	"io"
 	"time"
 
 	"github.com/channelbilling/cms/shared/catalog"
@@ -14,19 +15,16 @@ import (
 
 // Event types written by billing (SPEC 13).
 const (
-	EventInvoiceGenerated    = "invoice.generated"
-	EventRunCompleted        = "billing.run.completed"
-	EventCommissionEarned    = "commission.earned"
-	InvoiceIssued            = "issued"
-	RunRunning               = "running"
-	RunCompleted             = "completed"
-	RunFailed                = "failed"
-	TriggerAPI               = "api"
-	TriggerSchedule          = "schedule"
-	runShards                = 16
-	maxNumberAttempts        = 40
-	defaultSendConcurrency   = 8
-	defaultInvoiceConcurrent = 1
+	EventInvoiceGenerated = "invoice.generated"
+	EventRunCompleted     = "billing.run.completed"
+	EventCommissionEarned = "commission.earned"
+	InvoiceIssued         = "issued"
+	RunRunning            = "running"
+	RunCompleted          = "completed"
+	RunFailed             = "failed"
+	TriggerAPI            = "api"
+	TriggerSchedule       = "schedule"
+	maxNumberAttempts     = 40
 	// DefaultMaxAttempts is how many deliveries of a tenant's message fail before the worker
 	// records the tenant as failed in the run instead of failing the message once more. It must
 	// stay below the billing queue's maxReceiveCount (5) so that the last delivery records it
@@ -41,11 +39,22 @@ const (
 	// CodeAttemptsExhausted is the code of a tenant whose message failed DefaultMaxAttempts
 	// deliveries with errors that might have been transient.
 	CodeAttemptsExhausted = "attempts_exhausted"
+	// DefaultFanoutPage is how many subscriptions one fan-out message lists (extended to the
+	// end of its last tenant's subscriptions) before it queues the next page's message.
+	DefaultFanoutPage = 1000
+	// DefaultResumeAfter is how long after its start (or completion) a run that is not closed
+	// counts as stuck: starting its period again then resumes it.
+	DefaultResumeAfter = 10 * time.Minute
+	// DefaultCloseLease is how long a close holds its period's lease. It is longer than the
+	// worker's timeout (5 minutes), so a lease outlives the invocation that took it: once it has
+	// expired its holder is dead and another close takes over.
+	DefaultCloseLease = 10 * time.Minute
 )
 
 // Run is a billing run of one period (SPEC 7.1). Counters are exact: each tenant is counted once
-// per run however often its message is delivered. A tenant is done when it was invoiced, already
-// had an invoice, or failed (TenantsFailed, included in TenantsDone). Once every tenant is done
+// per run however often its message is delivered. TenantsTotal grows with each fan-out page
+// until the last (Planned). A tenant is done when it was invoiced, already had an invoice, had
+// nothing to bill, or failed (TenantsFailed, included in TenantsDone). Once every tenant is done
 // the run is "completed" when none failed and "failed" otherwise; a later run of the period
 // retries the failed tenants.
 type Run struct {
@@ -61,7 +70,11 @@ type Run struct {
 	CompletedAt     *time.Time    `json:"completedAt"`
 	// Failures lists the first MaxFailuresShown failed tenants by id (TenantsFailed counts all).
 	Failures []TenantFailure `json:"failures"`
-	// Planned reports that the run knows its tenants (TenantsTotal is final).
+	// ClosedAt is when the commission run and the finance exports that follow the run were
+	// done (null until then).
+	ClosedAt *time.Time `json:"closedAt"`
+	// Planned reports that the run knows its tenants (TenantsTotal is final): the fan-out has
+	// recorded its last page.
 	Planned bool `json:"-"`
 	// Closed reports that the commission run and the exports that follow the run were done.
 	Closed bool `json:"-"`
@@ -177,6 +190,10 @@ type UsageSource interface {
 	// Acknowledge removes a flag that billing accounted for, only if it is still at c.Version and
 	// nothing is pending; Conflict otherwise (the flag stays for the next invoice).
 	Acknowledge(ctx context.Context, tenantID string, c UsageChange) error
+	// ResolvePending finishes the tenant's pending increments older than the usage store's grace
+	// period (written ones are kept, ones a crashed writer never wrote are cancelled) and returns
+	// how many flags still have some (docs/usage.md, "Late usage: the contract with billing").
+	ResolvePending(ctx context.Context, tenantID string) (int, error)
 }
 
 // Ledger records what a tenant was billed per usage aggregate of one period: the quantity of
@@ -237,23 +254,68 @@ type CommissionTotal struct {
 	// Digest identifies the content; a commission run rewrites (and emits commission.earned
 	// for) an entity's period only when it changed.
 	Digest string
+	// PeriodInvoices is how many invoices of the period the close that computed the total saw.
+	// A period's invoices are only ever added, so a close that saw more saw a superset: a total
+	// is never replaced by one computed from fewer invoices.
+	PeriodInvoices int
+}
+
+// FanoutPage is one page of a run's fan-out, recorded once: a retried, duplicated or resumed
+// page message queues the tenants recorded, never a different listing.
+type FanoutPage struct {
+	Page int
+	// Tenants are the tenants the page queued (each in exactly one page of the run).
+	Tenants []string
+	// Next is the subscription listing's cursor after the page ("" on the last page).
+	Next string
+	// Last is the tenant of the page's last subscription; the next page skips its
+	// subscriptions (this page decided it).
+	Last string
+}
+
+// CloseState is a period's close record: what the last finished close saw.
+type CloseState struct {
+	// Invoices is how many invoices of the period the last finished close saw (0: none yet).
+	Invoices int
 }
 
 // Store keeps runs, invoices, numbering counters, ledgers and commissions.
 type Store interface {
-	// CreateRun stores a new run.
+	// CreateRun stores a new run and indexes it under its period. Conflict "run_exists" when
+	// a run with its id exists.
 	CreateRun(ctx context.Context, r *Run) error
 	// GetRun returns the run with its counters. NotFound.
 	GetRun(ctx context.Context, id string) (*Run, error)
-	// PlanRun records the run's tenant count (final).
-	PlanRun(ctx context.Context, id string, total int) error
+	// PeriodRuns returns every run of p with its counters, read strongly consistently.
+	PeriodRuns(ctx context.Context, p period.Period) ([]*Run, error)
+	// SubscriptionPage returns about size subscriptions of the whole platform after cursor (""
+	// the first), in listing order (tenant path, then id), extended to the last tenant's last
+	// subscription so that a tenant's subscriptions lie in one page, and the cursor after them
+	// ("" when the listing ended). Invalid on a bad cursor.
+	SubscriptionPage(ctx context.Context, cursor string, size int) ([]*subscriptions.Subscription, string, error)
+	// FanoutPage returns a recorded page of the run's fan-out. NotFound when not recorded.
+	FanoutPage(ctx context.Context, runID string, page int) (*FanoutPage, error)
+	// RecordFanoutPage records a page of the run's fan-out and adds its tenants to the run's
+	// TenantsTotal, and when last, marks the run planned, atomically; false (nothing written)
+	// when the page was recorded before.
+	RecordFanoutPage(ctx context.Context, runID string, pg FanoutPage, last bool) (bool, error)
 	// CompleteRun gives a running run its final status (RunCompleted or RunFailed) with its
 	// event; false when it was not running.
 	CompleteRun(ctx context.Context, id, status string, at time.Time, ev outbox.Event) (bool, error)
-	// CloseRun records that the run's commissions and exports are done.
-	CloseRun(ctx context.Context, id string) error
+	// AcquireClose takes (or renews) the lease of p's close for the run until `until`, when no
+	// other run holds an unexpired one at now, and returns the period's close record. Conflict
+	// "close_busy" when another run's close holds it.
+	AcquireClose(ctx context.Context, p period.Period, runID string, now, until time.Time) (CloseState, error)
+	// ReleaseClose gives up the run's lease of p's close (nothing when it holds none).
+	ReleaseClose(ctx context.Context, p period.Period, runID string) error
+	// FinishClose records, atomically, that the run's close saw invoices invoices of p (the
+	// period's close record, releasing the lease) and that the run is closed at `at`. Conflict
+	// "close_lost" when the run no longer holds the lease.
+	FinishClose(ctx context.Context, p period.Period, runID string, invoices int, at time.Time) error
 	// TenantCounted reports whether the run has counted the tenant.
 	TenantCounted(ctx context.Context, runID, tenantID string) (bool, error)
+	// CountedTenants returns which of tenants the run has counted (strongly consistent).
+	CountedTenants(ctx context.Context, runID string, tenants []string) (map[string]bool, error)
 	// CountTenant counts the tenant in the run (once; a second call changes nothing).
 	CountTenant(ctx context.Context, runID, tenantID string, created bool) error
 	// FailTenant counts the tenant in the run as done and failed, with its failure (once; nothing
@@ -282,8 +344,13 @@ type Store interface {
 	GetInvoice(ctx context.Context, id string) (*Invoice, error)
 	// GetInvoices returns the invoices found among ids.
 	GetInvoices(ctx context.Context, ids []string) (map[string]*Invoice, error)
-	// PutCommission stores an entity's period total and tenant lines; when the total is new or
-	// its Digest changed, it writes ev with it and reports true.
+	// LoadInvoices returns the invoices with ids, in that order, read strongly consistently;
+	// an error when one is missing (nothing is silently left out).
+	LoadInvoices(ctx context.Context, ids []string) ([]*Invoice, error)
+	// PutCommission stores an entity's period total and tenant lines when the total is new, or
+	// its Digest changed and the stored one was computed from no more invoices of the period
+	// (PeriodInvoices); then it writes ev with the total and reports true. Otherwise it writes
+	// nothing and reports false.
 	PutCommission(ctx context.Context, t CommissionTotal, lines []CommissionLine, ev outbox.Event) (bool, error)
 	// CommissionLines returns the lines of p whose entity path starts with prefix.
 	CommissionLines(ctx context.Context, p period.Period, prefix string) ([]CommissionLine, error)
@@ -320,15 +387,25 @@ type Subscriptions interface {
 // Message is one unit of work on the billing queue.
 type Message struct {
 	// Kind: "start" (the schedule: start a run of Period, default the period that just ended),
-	// "fanout" (list the run's tenants and queue one "tenant" message each), "tenant" (invoice
-	// one tenant), "close" (the commission run and the finance exports after a run).
+	// "fanout" (one page of the run's tenants: queue one "tenant" message each, then the next
+	// page's message), "tenant" (invoice one tenant), "close" (the commission run and the
+	// finance exports after a run).
 	Kind     string `json:"kind"`
 	RunID    string `json:"runId,omitempty"`
 	Period   string `json:"period,omitempty"`
 	TenantID string `json:"tenantId,omitempty"`
+	// Page, Cursor and After locate a fan-out page: its number (0 the first), the subscription
+	// listing's cursor where it starts, and the previous page's last tenant (skipped).
+	Page   int    `json:"page,omitempty"`
+	Cursor string `json:"cursor,omitempty"`
+	After  string `json:"after,omitempty"`
 	// Attempt is the delivery count of the message (SQS ApproximateReceiveCount; 0: unknown),
 	// set by the queue adapter, never sent.
 	Attempt int `json:"-"`
+	// MessageID is the queue's id of the message (the same at every delivery), set by the
+	// queue adapter, never sent: a scheduled start derives its run's id from it, so a retried
+	// start finds its run instead of leaving an orphan.
+	MessageID string `json:"-"`
 }
 
 // Message kinds.
@@ -347,6 +424,16 @@ type Queue interface {
 
 // Objects writes finance exports.
 type Objects interface {
-	// Put writes body at key in the exports bucket, replacing what was there.
-	Put(ctx context.Context, key string, body []byte, contentType string) error
+	// Create starts writing the object at key in the exports bucket. Nothing is visible until
+	// the writer's Commit, which replaces the object whole; Abort drops what was written.
+	Create(ctx context.Context, key, contentType string) (ObjectWriter, error)
+}
+
+// ObjectWriter streams one object (see Objects.Create).
+type ObjectWriter interface {
+	io.Writer
+	// Commit makes the object written so far the object at its key.
+	Commit() error
+	// Abort drops what was written; the object at the key stays as it was.
+	Abort()
 }

@@ -2,6 +2,8 @@ package billing
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,14 +36,25 @@ type Service struct {
 	PlatformCurrency string
 	Log              *slog.Logger
 	Now              func() time.Time
-	// Fault, when set, is called at stages of a tenant's invoice ("before_issue": computed, not
-	// stored; "after_issue": stored, flags not yet acknowledged); an error it returns fails the
-	// message there. Tests use it to make a worker fail half way; production leaves it nil.
+	// Fault, when set, is called at stages of a tenant's invoice with the tenant's id
+	// ("before_issue": computed, not stored; "after_issue": stored, flags not yet acknowledged)
+	// and of a run with the run's id ("fanout": a page, before anything; "close": the close,
+	// lease taken, nothing written); an error it returns fails the message there. Tests use it
+	// to make a worker fail half way; production leaves it nil.
 	Fault func(stage, tenantID string) error
 	// MaxAttempts is the delivery of a tenant's message at which a failure is recorded in the run
 	// instead of failing the message again (default DefaultMaxAttempts; keep it below the
 	// queue's maxReceiveCount).
 	MaxAttempts int
+	// FanoutPage is how many subscriptions one fan-out message lists (default
+	// DefaultFanoutPage).
+	FanoutPage int
+	// ResumeAfter is the age at which a run that is not closed is resumed when its period is
+	// started again (default DefaultResumeAfter).
+	ResumeAfter time.Duration
+	// CloseLease is how long a close holds its period's lease (default DefaultCloseLease; keep
+	// it above the worker's timeout).
+	CloseLease time.Duration
 
 	lookOnce sync.Once
 	look     *lookups
@@ -81,9 +94,11 @@ func (in RunInput) Validate() (period.Period, error) {
 	return p, f.Err()
 }
 
-// StartRun starts a billing run of a closed period for the platform admin: it stores the run
-// and queues its fan-out; the run proceeds in the worker. Forbidden without billing.runs.create;
-// Invalid on a bad period; Unprocessable "period_not_closed" for a period not yet ended.
+// StartRun starts a billing run of a closed period for the platform admin: it resumes the
+// period's stuck runs (resumeStuck), stores the run and queues its fan-out; the run proceeds in
+// the worker. Forbidden without billing.runs.create; Invalid on a bad period; Unprocessable
+// "period_not_closed" for a period not yet ended; an internal error when the fan-out cannot be
+// queued (the run is stored: the next start of the period resumes it).
 func (s *Service) StartRun(ctx context.Context, pr access.Principal, in RunInput) (*Run, error) {
 	if err := pr.Require(access.BillingRunsCreate); err != nil {
 		return nil, err
@@ -92,24 +107,86 @@ func (s *Service) StartRun(ctx context.Context, pr access.Principal, in RunInput
 	if err != nil {
 		return nil, err
 	}
-	return s.startRun(ctx, p, TriggerAPI)
+	return s.startRun(ctx, p, TriggerAPI, "")
 }
 
-func (s *Service) startRun(ctx context.Context, p period.Period, trigger string) (*Run, error) {
+func (s *Service) startRun(ctx context.Context, p period.Period, trigger, runID string) (*Run, error) {
 	now := s.now()
 	if now.Before(p.End()) {
 		return nil, fieldErr(apperr.Unprocessable, "period", "period_not_closed", "The period "+p.String()+" has not ended yet.")
 	}
-	r := &Run{ID: ids.New("run"), Period: p, Status: RunRunning, Trigger: trigger, StartedAt: now, Failures: []TenantFailure{}}
-	if err := s.Store.CreateRun(ctx, r); err != nil {
+	if err := s.resumeStuck(ctx, p, now); err != nil {
+		return nil, err
+	}
+	if runID == "" {
+		runID = ids.New("run")
+	}
+	r := &Run{ID: runID, Period: p, Status: RunRunning, Trigger: trigger, StartedAt: now, Failures: []TenantFailure{}}
+	err := s.Store.CreateRun(ctx, r)
+	if ae := apperr.As(err); err != nil && ae.Code == "run_exists" {
+		// A retried start: its run exists; queue its fan-out again unless it went past it.
+		if r, err = s.Store.GetRun(ctx, runID); err != nil {
+			return nil, err
+		}
+		if r.Status != RunRunning || r.Planned {
+			return r, nil
+		}
+	} else if err != nil {
 		return nil, err
 	}
 	if err := s.Queue.Send(ctx, []Message{{Kind: KindFanout, RunID: r.ID, Period: p.String()}}); err != nil {
+		// The run stays, never fanned out: the next start of the period resumes it.
 		return nil, apperr.Wrap(err, "queue billing run")
 	}
 	s.log().Info("billing run started", "run", r.ID, "period", p.String(), "trigger", trigger)
 	return r, nil
 }
+
+// resumeStuck queues again the pending step of every run of p that is not closed and has not
+// moved for ResumeAfter: the fan-out (from its first page: recorded pages queue only the
+// tenants the run has not counted, then the listing goes on where it stopped) of a running
+// run, the close of a completed one. Steps are idempotent, so resuming a run that was only
+// slow costs duplicate messages, never a duplicate invoice.
+func (s *Service) resumeStuck(ctx context.Context, p period.Period, now time.Time) error {
+	runs, err := s.Store.PeriodRuns(ctx, p)
+	if err != nil {
+		return err
+	}
+	after := s.ResumeAfter
+	if after <= 0 {
+		after = DefaultResumeAfter
+	}
+	var msgs []Message
+	for _, r := range runs {
+		since := r.StartedAt
+		if r.CompletedAt != nil {
+			since = *r.CompletedAt
+		}
+		if r.Closed || now.Sub(since) < after {
+			continue
+		}
+		kind := KindClose
+		if r.Status == RunRunning {
+			kind = KindFanout
+		}
+		msgs = append(msgs, Message{Kind: kind, RunID: r.ID, Period: p.String()})
+		s.log().Warn("billing run resumed", "run", r.ID, "period", p.String(), "status", r.Status, "step", kind, "since", since)
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return apperr.Wrap(s.Queue.Send(ctx, msgs), "queue resumed runs")
+}
+
+// scheduledRunID derives the run id of a scheduled start from its queue message id: every
+// delivery of one start message names one run.
+func scheduledRunID(messageID string) string {
+	h := sha256.Sum256([]byte("billing-start:" + messageID))
+	return "run_" + runIDEncoding.EncodeToString(h[:16])
+}
+
+// runIDEncoding is the alphabet of ids.New, so that derived run ids look like the others.
+var runIDEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
 
 // GetRun returns a run to a caller scoped at the platform. Forbidden without billing.runs.read;
 // NotFound for another scope or an unknown id.
@@ -140,10 +217,14 @@ func (s *Service) Process(ctx context.Context, m Message) error {
 				return fmt.Errorf("start: bad period %q", m.Period)
 			}
 		}
-		_, err := s.startRun(ctx, p, TriggerSchedule)
+		id := ""
+		if m.MessageID != "" {
+			id = scheduledRunID(m.MessageID)
+		}
+		_, err := s.startRun(ctx, p, TriggerSchedule, id)
 		return err
 	case KindFanout:
-		return s.fanout(ctx, m.RunID)
+		return s.fanout(ctx, m)
 	case KindTenant:
 		return s.tenant(ctx, m)
 	case KindClose:
@@ -164,38 +245,134 @@ func ParseMessage(body string) (Message, error) {
 	return m, nil
 }
 
-// fanout lists the tenants with a subscription active in the run's period, records their count
-// and queues one message each. Repeating it queues them again; the tenants' work is idempotent.
-func (s *Service) fanout(ctx context.Context, runID string) error {
-	r, err := s.Store.GetRun(ctx, runID)
+// fanout handles one page of a run's fan-out: the page is listed and recorded once (its
+// tenants counted in TenantsTotal in the same write), then its tenants' messages are queued
+// with the next page's, so that no invocation reads more than a page of the listing. A page
+// found recorded (a retry, a duplicate, a resumed run) queues the recorded tenants the run has
+// not counted yet. The last page marks the run planned; the run completes when every tenant
+// of every page is done.
+func (s *Service) fanout(ctx context.Context, m Message) error {
+	r, err := s.Store.GetRun(ctx, m.RunID)
 	if err != nil {
 		return err
 	}
-	subs, err := s.Subscriptions.ListSubscriptions(ctx, access.PlatformPath)
-	if err != nil {
+	if r.Status != RunRunning {
+		return nil // a duplicate page of a run that is over
+	}
+	if err := s.fault("fanout", r.ID); err != nil {
 		return err
 	}
-	seen := map[string]bool{}
-	var tenants []string
-	for _, sub := range subs {
-		if activeIn(sub, r.Period) && !seen[sub.TenantID] {
-			seen[sub.TenantID] = true
-			tenants = append(tenants, sub.TenantID)
+	pg, err := s.Store.FanoutPage(ctx, r.ID, m.Page)
+	fresh := false
+	if apperr.Is(err, apperr.NotFound) {
+		if pg, err = s.listPage(ctx, r, m); err != nil {
+			return err
+		}
+		if fresh, err = s.Store.RecordFanoutPage(ctx, r.ID, *pg, pg.Next == ""); err != nil {
+			return err
+		}
+		if !fresh {
+			pg, err = s.Store.FanoutPage(ctx, r.ID, m.Page)
 		}
 	}
-	sort.Strings(tenants)
-	if err := s.Store.PlanRun(ctx, runID, len(tenants)); err != nil {
+	if err != nil {
 		return err
 	}
-	msgs := make([]Message, len(tenants))
-	for i, t := range tenants {
-		msgs[i] = Message{Kind: KindTenant, RunID: runID, Period: r.Period.String(), TenantID: t}
+	tenants := pg.Tenants
+	if !fresh && len(tenants) > 0 {
+		counted, err := s.Store.CountedTenants(ctx, r.ID, tenants)
+		if err != nil {
+			return err
+		}
+		tenants = nil
+		for _, t := range pg.Tenants {
+			if !counted[t] {
+				tenants = append(tenants, t)
+			}
+		}
+	}
+	var msgs []Message
+	if pg.Next != "" {
+		// First, so that the next page is listed while this page's tenants are invoiced.
+		msgs = append(msgs, Message{Kind: KindFanout, RunID: r.ID, Period: r.Period.String(), Page: pg.Page + 1, Cursor: pg.Next, After: pg.Last})
+	}
+	for _, t := range tenants {
+		msgs = append(msgs, Message{Kind: KindTenant, RunID: r.ID, Period: r.Period.String(), TenantID: t})
 	}
 	if err := s.Queue.Send(ctx, msgs); err != nil {
 		return apperr.Wrap(err, "queue tenants")
 	}
-	s.log().Info("billing run fanned out", "run", runID, "period", r.Period.String(), "tenants", len(tenants))
-	return s.maybeComplete(ctx, runID)
+	s.log().Info("billing run fan-out page", "run", r.ID, "period", r.Period.String(), "page", pg.Page, "tenants", len(pg.Tenants),
+		"queued", len(tenants), "last", pg.Next == "")
+	if pg.Next != "" {
+		return nil
+	}
+	return s.maybeComplete(ctx, r.ID)
+}
+
+// listPage lists one page of subscriptions and returns the tenants the run bills from it: those
+// with a subscription active in the run's period, and those without one whose earlier usage
+// is flagged (late usage of a tenant that cancelled: billed on an invoice of adjustments only).
+func (s *Service) listPage(ctx context.Context, r *Run, m Message) (*FanoutPage, error) {
+	size := s.FanoutPage
+	if size <= 0 {
+		size = DefaultFanoutPage
+	}
+	subs, next, err := s.Store.SubscriptionPage(ctx, m.Cursor, size)
+	if err != nil {
+		return nil, err
+	}
+	pg := &FanoutPage{Page: m.Page, Next: next, Last: m.After, Tenants: []string{}}
+	type cand struct {
+		id             string
+		active, before bool
+	}
+	var order []*cand
+	byID := map[string]*cand{}
+	for _, sub := range subs {
+		pg.Last = sub.TenantID
+		if sub.TenantID == m.After {
+			continue // the previous page decided this tenant
+		}
+		c := byID[sub.TenantID]
+		if c == nil {
+			c = &cand{id: sub.TenantID}
+			byID[c.id] = c
+			order = append(order, c)
+		}
+		c.active = c.active || activeIn(sub, r.Period)
+		c.before = c.before || sub.StartDate.Before(r.Period.Start())
+	}
+	late := make([]bool, len(order))
+	errs := make([]error, len(order))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i, c := range order {
+		if c.active || !c.before {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			changes, err := s.Usage.Changes(ctx, c.id)
+			for _, ch := range changes {
+				late[i] = late[i] || ch.Key.Period.Before(r.Period)
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for i, c := range order {
+		if c.active || late[i] {
+			pg.Tenants = append(pg.Tenants, c.id)
+		}
+	}
+	return pg, nil
 }
 
 // tenant invoices one tenant for the run's period, unless it already has an invoice for it
@@ -300,9 +477,24 @@ func (s *Service) issueOnce(ctx context.Context, r *Run, tenantID string) (bool,
 	} else if !apperr.Is(err, apperr.NotFound) {
 		return false, err
 	}
+	// The usage contract: finish the pending increments a crashed writer left before reading
+	// the flags, so that their flags can be acknowledged. Flags still pending (a writer within
+	// its grace period) are billed at the total read and never acknowledged: what lands after
+	// is billed by the next invoice.
+	if left, err := s.Usage.ResolvePending(ctx, tenantID); err != nil {
+		return false, err
+	} else if left > 0 {
+		s.log().Info("usage increments still pending", "run", r.ID, "tenant", tenantID, "flags", left)
+	}
 	d, in, err := s.gather(ctx, tenantID, r.Period)
 	if err != nil {
 		return false, err
+	}
+	if len(in.Seats) == 0 && len(in.Usage) == 0 && len(in.Late) == 0 {
+		// Nothing to bill (a tenant queued for flags that turned out to be billed already or
+		// of periods never invoiced): no empty invoice, and the flags are settled.
+		s.acknowledge(ctx, tenantID, d.changes)
+		return false, nil
 	}
 	inv, err := Compute(in)
 	if err != nil {
@@ -362,7 +554,14 @@ func (s *Service) issueOnce(ctx context.Context, r *Run, tenantID string) (bool,
 	if err := s.fault("after_issue", tenantID); err != nil {
 		return false, err
 	}
-	for _, c := range d.changes {
+	s.acknowledge(ctx, tenantID, d.changes)
+	return true, nil
+}
+
+// acknowledge removes the flags an invoice accounted for, each at the version read; a flag
+// with pending increments, or touched meanwhile, stays for the next invoice.
+func (s *Service) acknowledge(ctx context.Context, tenantID string, changes []UsageChange) {
+	for _, c := range changes {
 		if c.Pending {
 			continue
 		}
@@ -371,7 +570,6 @@ func (s *Service) issueOnce(ctx context.Context, r *Run, tenantID string) (bool,
 			s.log().Warn("usage flag not acknowledged", "tenant", tenantID, "err", err)
 		}
 	}
-	return true, nil
 }
 
 func (s *Service) fault(stage, tenantID string) error {

@@ -138,7 +138,8 @@ type Processor interface {
 // independently, failures reported by message id so that only they are delivered again (the
 // event source mapping needs ReportBatchItemFailures). Each message carries its delivery count
 // (ApproximateReceiveCount) to billing, which records a tenant as failed in its run at the
-// billing.DefaultMaxAttempts-th delivery. A message that is not a billing message is reported
+// billing.DefaultMaxAttempts-th delivery, and its message id (the same at every delivery), from
+// which a scheduled start derives its run's id. A message that is not a billing message is reported
 // failed too: after maxReceiveCount it lands in the dead-letter queue.
 type Worker struct {
 	Billing Processor
@@ -177,7 +178,7 @@ func (w *Worker) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 			defer func() { <-sem }()
 			m, err := billing.ParseMessage(rec.Body)
 			if err == nil {
-				m.Attempt = ReceiveCount(rec)
+				m.Attempt, m.MessageID = ReceiveCount(rec), rec.MessageId
 				err = w.Billing.Process(ctx, m)
 			}
 			if err != nil {

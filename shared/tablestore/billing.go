@@ -2,13 +2,16 @@ package tablestore
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/guregu/dynamo/v2"
 
 	"github.com/channelbilling/cms/shared/apperr"
@@ -16,6 +19,7 @@ import (
 	"github.com/channelbilling/cms/shared/money"
 	"github.com/channelbilling/cms/shared/outbox"
 	"github.com/channelbilling/cms/shared/period"
+	"github.com/channelbilling/cms/shared/subscriptions"
 )
 
 // The billing items (docs/data-model.md, "Billing"):
@@ -24,7 +28,12 @@ import (
 //	RUN#<run> / CNT#<nn>            one of 16 counter shards: Done, Created (ADD in the invoice
 //	                                transaction; sharded so that concurrent workers rarely conflict)
 //	RUN#<run> / TFAIL#<tenant>      a tenant the run gave up on, with the reason (sorts after RUN)
+//	RUN#<run> / TPAGE#<nnnnnn>      a recorded fan-out page: its tenants, the listing's cursor
+//	                                after it, its last tenant (sorts after RUN)
+//	RUNP#<period> / <run>           the period's runs (written with the run)
 //	RUNT#<run>#<tenant> / RUNT      the tenant is counted in the run (at most once)
+//	CLOSE#<period> / CLOSE          the period's close: the lease (LeaseOwner, LeaseUntil) and what the
+//	                                last finished close saw (Invoices)
 //	INV#<invoice> / INV             the invoice, immutable
 //	TINV#<tenant> / <period>        the invoice's index entry: at most one per tenant and period
 //	                                (GSI1: INVP#<period> / <tenant path><invoice>)
@@ -36,6 +45,8 @@ const (
 	runSK      = "RUN"
 	runTSK     = "RUNT"
 	failPrefix = "TFAIL#"
+	pagePrefix = "TPAGE#"
+	closeSK    = "CLOSE"
 	invSK      = "INV"
 	runShards  = 16
 	markerLife = 400 * 24 * time.Hour
@@ -43,6 +54,9 @@ const (
 
 func runPK(id string) string           { return "RUN#" + id }
 func runTPK(run, tenant string) string { return "RUNT#" + run + "#" + tenant }
+func runPPK(p string) string           { return "RUNP#" + p }
+func closePK(p string) string          { return "CLOSE#" + p }
+func pageSK(n int) string              { return fmt.Sprintf("%s%06d", pagePrefix, n) }
 func invPK(id string) string           { return "INV#" + id }
 func tinvPK(tenant string) string      { return "TINV#" + tenant }
 func invGSI(p string) string           { return "INVP#" + p }
@@ -68,12 +82,39 @@ type runItem struct {
 	Trigger      string
 	StartedAt    time.Time
 	CompletedAt  *time.Time `dynamo:",omitempty"`
+	ClosedAt     *time.Time `dynamo:",omitempty"`
 	TenantsTotal int
 	Planned      bool
 	Closed       bool
 	Done         int // shard items only
 	Created      int // shard items only
 	Failed       int // shard items only
+}
+
+type runPeriodItem struct {
+	PK, SK string
+	Kind   string
+	RunID  string
+}
+
+type fanoutPageItem struct {
+	PK, SK  string
+	Kind    string
+	Page    int
+	Tenants []string `dynamo:",omitempty"`
+	Next    string   `dynamo:",omitempty"`
+	Last    string   `dynamo:",omitempty"`
+	TTL     int64
+}
+
+type closeItem struct {
+	PK, SK     string
+	Kind       string
+	LeaseOwner string `dynamo:",omitempty"`
+	LeaseUntil int64  `dynamo:",omitempty"` // Unix milliseconds: compared as a number
+	Invoices   int
+	ClosedBy   string     `dynamo:",omitempty"`
+	ClosedAt   *time.Time `dynamo:",omitempty"`
 }
 
 type runTenantItem struct {
@@ -156,6 +197,8 @@ type commTotalItem struct {
 	Commission string
 	Tenants    int
 	Digest     string
+	// PeriodInvoices is how many invoices of the period the close that wrote it saw.
+	PeriodInvoices int
 }
 
 type commLineItem struct {
@@ -174,14 +217,34 @@ type commLineItem struct {
 	Commission string
 }
 
-// CreateRun implements billing.Store.
+// CreateRun implements billing.Store: the run and its period index entry, in one transaction.
 func (s *Store) CreateRun(ctx context.Context, r *billing.Run) error {
 	it := runItem{PK: runPK(r.ID), SK: runSK, Kind: "billingrun", ID: r.ID, Period: r.Period.String(), Status: r.Status,
 		Trigger: r.Trigger, StartedAt: r.StartedAt}
-	if err := s.table.Put(it).If("attribute_not_exists(PK)").Run(ctx); err != nil {
-		return apperr.Wrap(err, "create run")
+	idx := runPeriodItem{PK: runPPK(r.Period.String()), SK: r.ID, Kind: "billingrunperiod", RunID: r.ID}
+	err := s.db.WriteTx().Put(s.table.Put(it).If("attribute_not_exists(PK)")).Put(s.table.Put(idx)).Run(ctx)
+	if failedAt(err)[0] {
+		return apperr.New(apperr.Conflict, "run_exists", "A billing run with this id exists.")
 	}
-	return nil
+	return apperr.Wrap(err, "create run")
+}
+
+// PeriodRuns implements billing.Store: one strongly consistent query of the period's index,
+// then each run (GetRun).
+func (s *Store) PeriodRuns(ctx context.Context, p period.Period) ([]*billing.Run, error) {
+	var idx []runPeriodItem
+	if err := s.table.Get("PK", runPPK(p.String())).Consistent(true).All(ctx, &idx); err != nil {
+		return nil, apperr.Wrap(err, "list period runs")
+	}
+	out := make([]*billing.Run, 0, len(idx))
+	for _, it := range idx {
+		r, err := s.GetRun(ctx, it.RunID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // GetRun implements billing.Store: one strongly consistent query of the run's partition up to
@@ -201,7 +264,7 @@ func (s *Store) GetRun(ctx context.Context, id string) (*billing.Run, error) {
 				return nil, apperr.Wrap(err, "decode run")
 			}
 			r = &billing.Run{ID: it.ID, Period: p, Status: it.Status, Trigger: it.Trigger, StartedAt: it.StartedAt,
-				CompletedAt: it.CompletedAt, TenantsTotal: it.TenantsTotal, Planned: it.Planned, Closed: it.Closed}
+				CompletedAt: it.CompletedAt, ClosedAt: it.ClosedAt, TenantsTotal: it.TenantsTotal, Planned: it.Planned, Closed: it.Closed}
 			continue
 		}
 		done += it.Done
@@ -228,11 +291,110 @@ func (s *Store) GetRun(ctx context.Context, id string) (*billing.Run, error) {
 	return r, nil
 }
 
-// PlanRun implements billing.Store.
-func (s *Store) PlanRun(ctx context.Context, id string, total int) error {
-	err := s.table.Update("PK", runPK(id)).Range("SK", runSK).Set("TenantsTotal", total).Set("Planned", true).
-		If("attribute_exists(PK)").Run(ctx)
-	return apperr.Wrap(err, "plan run")
+// subCursor is the position of a subscription in the GSI1 listing (its table and index keys),
+// the ExclusiveStartKey of the next page.
+type subCursor struct {
+	PK, SK, G1, G2 string
+}
+
+func (c subCursor) key() dynamo.PagingKey {
+	return dynamo.PagingKey{"PK": &types.AttributeValueMemberS{Value: c.PK}, "SK": &types.AttributeValueMemberS{Value: c.SK},
+		"GSI1PK": &types.AttributeValueMemberS{Value: c.G1}, "GSI1SK": &types.AttributeValueMemberS{Value: c.G2}}
+}
+
+// SubscriptionPage implements billing.Store: queries of GSI1 (SUB) from the cursor, size+1
+// items at a time, until size subscriptions are read and the next one belongs to another
+// tenant. The cursor is the last subscription's keys (JSON, base64).
+func (s *Store) SubscriptionPage(ctx context.Context, cursor string, size int) ([]*subscriptions.Subscription, string, error) {
+	var start dynamo.PagingKey
+	if cursor != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(cursor)
+		var c subCursor
+		if err == nil {
+			err = json.Unmarshal(raw, &c)
+		}
+		if err != nil || c.G1 != "SUB" {
+			return nil, "", apperr.Field("cursor", "invalid", "The subscription cursor is not valid.")
+		}
+		start = c.key()
+	}
+	var out []*subscriptions.Subscription
+	var last subItem
+	limit := size + 1 // one more than the page: is the next subscription another tenant's?
+	for {
+		q := s.table.Get("GSI1PK", "SUB").Index(GSI1).Limit(limit)
+		if start != nil {
+			q = q.StartFrom(start)
+		}
+		var items []subItem
+		lek, err := q.AllWithLastEvaluatedKey(ctx, &items)
+		if err != nil {
+			return nil, "", apperr.Wrap(err, "list subscriptions page")
+		}
+		for _, it := range items {
+			if len(out) >= size && it.TenantID != out[len(out)-1].TenantID {
+				return out, encodeSubCursor(last), nil
+			}
+			sub, err := it.subscription()
+			if err != nil {
+				return nil, "", apperr.Wrap(err, "decode subscription")
+			}
+			out = append(out, sub)
+			last = it
+		}
+		if lek == nil || len(items) == 0 {
+			return out, "", nil
+		}
+		start = subCursor{PK: last.PK, SK: last.SK, G1: last.GSI1PK, G2: last.GSI1SK}.key()
+		limit = min(size+1, 100) // the rest of the page's last tenant
+	}
+}
+
+func encodeSubCursor(it subItem) string {
+	b, _ := json.Marshal(subCursor{PK: it.PK, SK: it.SK, G1: it.GSI1PK, G2: it.GSI1SK}) // strings only: cannot fail
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// FanoutPage implements billing.Store.
+func (s *Store) FanoutPage(ctx context.Context, runID string, page int) (*billing.FanoutPage, error) {
+	var it fanoutPageItem
+	err := s.table.Get("PK", runPK(runID)).Range("SK", dynamo.Equal, pageSK(page)).Consistent(true).One(ctx, &it)
+	if errors.Is(err, dynamo.ErrNotFound) {
+		return nil, apperr.NotFoundf("The fan-out page is not recorded.")
+	}
+	if err != nil {
+		return nil, apperr.Wrap(err, "get fan-out page")
+	}
+	return &billing.FanoutPage{Page: it.Page, Tenants: it.Tenants, Next: it.Next, Last: it.Last}, nil
+}
+
+// RecordFanoutPage implements billing.Store: the page (only if absent) and the run's
+// TenantsTotal (ADD; Planned on the last page), in one transaction.
+func (s *Store) RecordFanoutPage(ctx context.Context, runID string, pg billing.FanoutPage, last bool) (bool, error) {
+	it := fanoutPageItem{PK: runPK(runID), SK: pageSK(pg.Page), Kind: "billingrunpage", Page: pg.Page, Tenants: pg.Tenants, Next: pg.Next,
+		Last: pg.Last, TTL: s.now().Add(markerLife).Unix()}
+	up := s.table.Update("PK", runPK(runID)).Range("SK", runSK).Add("TenantsTotal", len(pg.Tenants)).If("attribute_exists(PK)")
+	if last {
+		up = up.Set("Planned", true)
+	}
+	for range 20 {
+		err := s.db.WriteTx().Put(s.table.Put(it).If("attribute_not_exists(PK)")).Update(up).Run(ctx)
+		if err == nil {
+			return true, nil
+		}
+		failed := failedAt(err)
+		if failed[0] {
+			return false, nil
+		}
+		if failed[1] {
+			return false, apperr.NotFoundf("No billing run with this id.")
+		}
+		if !isTxConflict(err) {
+			return false, apperr.Wrap(err, "record fan-out page")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false, apperr.New(apperr.Conflict, "concurrent", "The run is busy; retry.")
 }
 
 // CompleteRun implements billing.Store.
@@ -249,9 +411,53 @@ func (s *Store) CompleteRun(ctx context.Context, id, status string, at time.Time
 	return true, nil
 }
 
-// CloseRun implements billing.Store.
-func (s *Store) CloseRun(ctx context.Context, id string) error {
-	return apperr.Wrap(s.table.Update("PK", runPK(id)).Range("SK", runSK).Set("Closed", true).Run(ctx), "close run")
+// AcquireClose implements billing.Store: one conditional update of the period's close item
+// (absent, expired at now, or held by the run), returning the item.
+func (s *Store) AcquireClose(ctx context.Context, p period.Period, runID string, now, until time.Time) (billing.CloseState, error) {
+	var it closeItem
+	err := s.table.Update("PK", closePK(p.String())).Range("SK", closeSK).Set("Kind", "billingclose").
+		Set("LeaseOwner", runID).Set("LeaseUntil", until.UnixMilli()).SetIfNotExists("Invoices", 0).
+		If("attribute_not_exists(PK) OR attribute_not_exists(LeaseOwner) OR LeaseOwner = ? OR LeaseUntil < ?", runID, now.UnixMilli()).
+		Value(ctx, &it)
+	if dynamo.IsCondCheckFailed(err) {
+		return billing.CloseState{}, apperr.New(apperr.Conflict, "close_busy", "Another close of this period is running; retry after it.")
+	}
+	if err != nil {
+		return billing.CloseState{}, apperr.Wrap(err, "acquire close lease")
+	}
+	return billing.CloseState{Invoices: it.Invoices}, nil
+}
+
+// ReleaseClose implements billing.Store.
+func (s *Store) ReleaseClose(ctx context.Context, p period.Period, runID string) error {
+	err := s.table.Update("PK", closePK(p.String())).Range("SK", closeSK).Remove("LeaseOwner", "LeaseUntil").
+		If("LeaseOwner = ?", runID).Run(ctx)
+	if dynamo.IsCondCheckFailed(err) {
+		return nil
+	}
+	return apperr.Wrap(err, "release close lease")
+}
+
+// FinishClose implements billing.Store: the close item (Invoices, lease removed; condition: the
+// run holds the lease and no close saw more) and the run (Closed, ClosedAt), in one transaction.
+func (s *Store) FinishClose(ctx context.Context, p period.Period, runID string, invoices int, at time.Time) error {
+	cl := s.table.Update("PK", closePK(p.String())).Range("SK", closeSK).Set("Invoices", invoices).Set("ClosedBy", runID).
+		Set("ClosedAt", at).Remove("LeaseOwner", "LeaseUntil").If("LeaseOwner = ? AND Invoices <= ?", runID, invoices)
+	run := s.table.Update("PK", runPK(runID)).Range("SK", runSK).Set("Closed", true).Set("ClosedAt", at).If("attribute_exists(PK)")
+	for range 20 {
+		err := s.db.WriteTx().Update(cl).Update(run).Run(ctx)
+		if err == nil {
+			return nil
+		}
+		if failedAt(err)[0] {
+			return apperr.New(apperr.Conflict, "close_lost", "The close no longer holds its period's lease; it is run again.")
+		}
+		if !isTxConflict(err) {
+			return apperr.Wrap(err, "finish close")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return apperr.New(apperr.Conflict, "concurrent", "The close is busy; retry.")
 }
 
 // TenantCounted implements billing.Store.
@@ -265,6 +471,28 @@ func (s *Store) TenantCounted(ctx context.Context, runID, tenantID string) (bool
 		return false, apperr.Wrap(err, "get run tenant")
 	}
 	return true, nil
+}
+
+// CountedTenants implements billing.Store: strongly consistent BatchGets of the markers.
+func (s *Store) CountedTenants(ctx context.Context, runID string, tenants []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for start := 0; start < len(tenants); start += 100 {
+		end := min(start+100, len(tenants))
+		ks := make([]dynamo.Keyed, 0, end-start)
+		for _, t := range tenants[start:end] {
+			ks = append(ks, dynamo.Keys{runTPK(runID, t), runTSK})
+		}
+		var items []runTenantItem
+		err := s.table.Batch("PK", "SK").Get(ks...).Consistent(true).All(ctx, &items)
+		if err != nil && !errors.Is(err, dynamo.ErrNotFound) {
+			return nil, apperr.Wrap(err, "get run tenants")
+		}
+		prefix := runTPK(runID, "")
+		for _, it := range items {
+			out[strings.TrimPrefix(it.PK, prefix)] = true
+		}
+	}
+	return out, nil
 }
 
 // countPuts returns the tenant's marker in the run (only if absent) and the ADD to its counter
@@ -604,8 +832,59 @@ func (s *Store) GetInvoices(ctx context.Context, idList []string) (map[string]*b
 	return out, nil
 }
 
-// PutCommission implements billing.Store: the lines (idempotent puts, 25 per batch), then the
-// total with its event in one transaction, only when the total is new or its digest changed.
+// LoadInvoices implements billing.Store: strongly consistent BatchGets of 100 keys, 8 at once.
+func (s *Store) LoadInvoices(ctx context.Context, idList []string) ([]*billing.Invoice, error) {
+	got := make([]map[string]*billing.Invoice, (len(idList)+99)/100)
+	errs := make([]error, len(got))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for b := range got {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			part := idList[b*100 : min(b*100+100, len(idList))]
+			ks := make([]dynamo.Keyed, 0, len(part))
+			for _, id := range part {
+				ks = append(ks, dynamo.Keys{invPK(id), invSK})
+			}
+			var items []invoiceItem
+			err := s.table.Batch("PK", "SK").Get(ks...).Consistent(true).All(ctx, &items)
+			if err != nil && !errors.Is(err, dynamo.ErrNotFound) {
+				errs[b] = apperr.Wrap(err, "load invoices")
+				return
+			}
+			got[b] = map[string]*billing.Invoice{}
+			for _, it := range items {
+				inv, err := it.invoice()
+				if err != nil {
+					errs[b] = apperr.Wrap(err, "decode invoice")
+					return
+				}
+				got[b][inv.ID] = inv
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	out := make([]*billing.Invoice, 0, len(idList))
+	for i, id := range idList {
+		inv, ok := got[i/100][id]
+		if !ok {
+			return nil, apperr.Wrap(fmt.Errorf("invoice %s is indexed but not found", id), "load invoices")
+		}
+		out = append(out, inv)
+	}
+	return out, nil
+}
+
+// PutCommission implements billing.Store: a strongly consistent read of the stored total; when
+// it is absent, or differs and was computed from no more invoices of the period, the lines
+// (idempotent puts, 25 per batch, 8 batches at once), then the total with its event in one
+// transaction under the same condition (a concurrent close that saw more wins).
 func (s *Store) PutCommission(ctx context.Context, t billing.CommissionTotal, lines []billing.CommissionLine, ev outbox.Event) (bool, error) {
 	p := t.Period.String()
 	items := make([]any, 0, len(lines))
@@ -614,17 +893,24 @@ func (s *Store) PutCommission(ctx context.Context, t billing.CommissionTotal, li
 			Kind: "commissionline", EntityID: l.EntityID, EntityPath: l.EntityPath, Period: p, TenantID: l.TenantID, Currency: l.Currency,
 			Invoices: l.Invoices, Revenue: decText(l.Raw.Revenue), Cost: decText(l.Raw.Cost), Commission: decText(l.Raw.Commission)})
 	}
-	for start := 0; start < len(items); start += 25 {
-		end := min(start+25, len(items))
-		if _, err := s.table.Batch("PK", "SK").Write().Put(items[start:end]...).Run(ctx); err != nil {
-			return false, apperr.Wrap(err, "put commission lines")
-		}
-	}
 	tot := commTotalItem{PK: commPK(t.EntityID), SK: p, Kind: "commission", EntityID: t.EntityID, EntityPath: t.EntityPath, Period: p,
 		Currency: t.Currency, Revenue: decText(t.Raw.Revenue), Cost: decText(t.Raw.Cost), Commission: decText(t.Raw.Commission),
-		Tenants: t.Tenants, Digest: t.Digest}
-	err := s.db.WriteTx().
-		Put(s.table.Put(tot).If("attribute_not_exists(PK) OR Digest <> ?", t.Digest)).
+		Tenants: t.Tenants, Digest: t.Digest, PeriodInvoices: t.PeriodInvoices}
+	var cur commTotalItem
+	err := s.table.Get("PK", tot.PK).Range("SK", dynamo.Equal, tot.SK).Consistent(true).One(ctx, &cur)
+	switch {
+	case errors.Is(err, dynamo.ErrNotFound):
+	case err != nil:
+		return false, apperr.Wrap(err, "get commission")
+	case cur.Digest == t.Digest || cur.PeriodInvoices > t.PeriodInvoices:
+		return false, nil // written already, or by a close that saw more: nothing to do
+	}
+	if err := s.putBatches(ctx, items); err != nil {
+		return false, apperr.Wrap(err, "put commission lines")
+	}
+	err = s.db.WriteTx().
+		Put(s.table.Put(tot).If("attribute_not_exists(PK) OR (Digest <> ? AND (attribute_not_exists(PeriodInvoices) OR PeriodInvoices <= ?))",
+			t.Digest, t.PeriodInvoices)).
 		Put(eventPut(s.table, ev)).Run(ctx)
 	if failedAt(err)[0] {
 		return false, nil
@@ -633,6 +919,31 @@ func (s *Store) PutCommission(ctx context.Context, t billing.CommissionTotal, li
 		return false, apperr.Wrap(err, "put commission")
 	}
 	return true, nil
+}
+
+// putBatches puts items with BatchWriteItem, 25 per call, 8 calls at once (guregu retries the
+// unprocessed items).
+func (s *Store) putBatches(ctx context.Context, items []any) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	sem := make(chan struct{}, 8)
+	for start := 0; start < len(items); start += 25 {
+		batch := items[start:min(start+25, len(items))]
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if _, err := s.table.Batch("PK", "SK").Write().Put(batch...).Run(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // CommissionLines implements billing.Store: one query on GSI1 (COMML#<period>, begins_with).
