@@ -114,6 +114,7 @@ type closeEnvT struct {
 	clock  *testClock
 	s3     *s3.Client
 	sqs    *sqs.Client
+	mainQ  string
 	dlq    string
 	bucket string
 	store  *lagStore
@@ -154,7 +155,7 @@ func closeServer(t *testing.T) *closeEnvT {
 			closeErr = err
 			return
 		}
-		e.dlq = aws.ToString(dlq.QueueUrl)
+		e.mainQ, e.dlq = url, aws.ToString(dlq.QueueUrl)
 		e.s3, e.bucket = s3.NewFromConfig(itAWS, app.S3Options(itAWS)), cfg.ExportsBucket
 		if _, err := e.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(e.bucket)}); err != nil {
 			closeErr = err
@@ -233,28 +234,41 @@ func waitClosed(t *testing.T, c client, id string) runState {
 	}
 }
 
-// dlqDepth returns how many messages the close tests' dead-letter queue holds.
-func (e *closeEnvT) dlqDepth(t *testing.T) int {
+// depth returns how many messages a queue holds, waiting and in flight.
+func (e *closeEnvT) depth(t *testing.T, url string) int {
 	t.Helper()
-	out, err := e.sqs.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: aws.String(e.dlq),
-		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}})
+	out, err := e.sqs.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+			sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, _ := strconv.Atoi(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)])
+	n := 0
+	for _, k := range []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+		sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible} {
+		v, _ := strconv.Atoi(out.Attributes[string(k)])
+		n += v
+	}
 	return n
 }
 
-// waitDLQ waits until the dead-letter queue holds at least n messages.
-func (e *closeEnvT) waitDLQ(t *testing.T, n int) {
+// waitIdle waits until the billing queue holds no message (every one done or dead-lettered),
+// twice in a row a second apart, and returns how many the dead-letter queue holds.
+func (e *closeEnvT) waitIdle(t *testing.T) int {
 	t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
-	for e.dlqDepth(t) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("the dead-letter queue holds %d messages, want %d", e.dlqDepth(t), n)
+	deadline := time.Now().Add(60 * time.Second)
+	for idle := 0; idle < 2; {
+		if e.depth(t, e.mainQ) == 0 {
+			idle++
+		} else {
+			idle = 0
 		}
-		time.Sleep(300 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatalf("the billing queue still holds %d messages", e.depth(t, e.mainQ))
+		}
+		time.Sleep(time.Second)
 	}
+	return e.depth(t, e.dlq)
 }
 
 // export returns an export's bytes and version ("" when it does not exist).
@@ -410,9 +424,19 @@ func TestBillingCloseMarch(t *testing.T) {
 		}
 	})
 	t.Run("LeaseTakenOverAfterExpiry", func(t *testing.T) {
+		// A close that crashed holding the lease (taken as soon as a duplicate close message of
+		// the first run, which finds the run closed, lets it go).
 		now := e.clock.Now()
-		if _, err := e.deps.Store.AcquireClose(ctx, march, "run_crashedclose", now, now.Add(billing.DefaultCloseLease)); err != nil {
-			t.Fatal(err)
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			_, err := e.deps.Store.AcquireClose(ctx, march, "run_crashedclose", now, now.Add(billing.DefaultCloseLease))
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 		_, before := e.export(t, key)
 		second := runBilling(t, a, "2026-03")
@@ -591,11 +615,16 @@ func TestBillingCloseResume(t *testing.T) {
 	}
 	orphan := runs[0].ID
 
-	depth := e.dlqDepth(t)
+	depth := e.waitIdle(t)
 	e.fail.Store("fanout", true)
 	var stuck runOut
 	a.must(202, "POST", "/api/v1/billing/runs", map[string]any{"period": "2026-01"}, &stuck)
-	e.waitDLQ(t, depth+1)
+	time.Sleep(time.Second)
+	if dead := e.waitIdle(t); dead <= depth {
+		t.Fatalf("the failing fan-out is not in the dead-letter queue (%d messages, had %d)", dead, depth)
+	} else {
+		depth = dead
+	}
 	e.fail.Delete("fanout")
 	if r := getRun(t, a, stuck.ID); r.Status != "running" || r.TenantsTotal != 0 {
 		t.Fatalf("run whose fan-out is in the dead-letter queue: %+v", r)
@@ -606,7 +635,9 @@ func TestBillingCloseResume(t *testing.T) {
 	if unclosed.Status != "completed" || unclosed.InvoicesCreated != 1 {
 		t.Fatalf("run %+v", unclosed)
 	}
-	e.waitDLQ(t, depth+2)
+	if dead := e.waitIdle(t); dead <= depth {
+		t.Fatalf("the failing close is not in the dead-letter queue (%d messages, had %d)", dead, depth)
+	}
 	e.fail.Delete("close")
 	if r := getRun(t, a, unclosed.ID); r.ClosedAt != nil {
 		t.Fatalf("closed although its close failed: %+v", r)

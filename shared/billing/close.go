@@ -77,6 +77,14 @@ func (s *Service) close(ctx context.Context, runID string) (err error) {
 			s.log().Warn("close lease not released (it expires)", "run", r.ID, "period", r.Period.String(), "err", rerr)
 		}
 	}()
+	// A duplicate close message may have waited for the lease while the run's close finished.
+	if again, err := s.Store.GetRun(ctx, r.ID); err != nil {
+		return err
+	} else if again.Closed {
+		rctx, stop := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer stop()
+		return s.Store.ReleaseClose(rctx, r.Period, r.ID)
+	}
 	if err := s.fault("close", r.ID); err != nil {
 		return err
 	}
