@@ -2,16 +2,21 @@ package integration_test
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/channelbilling/cms/shared/app"
+	"github.com/channelbilling/cms/shared/httpapi"
+	"github.com/channelbilling/cms/shared/routes"
 )
 
-// TestOpenAPIMatchesRoutes fails when a served route is missing from /swagger.json or the
-// document names a route that nothing serves.
+// TestOpenAPIMatchesRoutes fails when a route that a function serves is missing from
+// /swagger.json, or the document names a route that no function serves. The routes are those of
+// each function's own handler, built from the test's dependencies as the Lambda mains build
+// them; every call the tests make is also checked against the document (client.do).
 func TestOpenAPIMatchesRoutes(t *testing.T) {
 	raw, err := httpGet(srv.URL + "/swagger.json")
 	if err != nil {
@@ -27,12 +32,24 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	if !strings.HasPrefix(doc.OpenAPI, "3.") {
 		t.Fatalf("openapi %q", doc.OpenAPI)
 	}
-	served := map[string]bool{}
-	for _, r := range app.AllRoutes() {
-		key := r.Method + " " + r.Path
-		served[key] = true
-		if _, ok := doc.Paths[r.Path][strings.ToLower(r.Method)]; !ok {
-			t.Errorf("%s is served but not documented", key)
+	if _, err := servedDoc(); err != nil {
+		t.Fatal(err)
+	}
+	served := map[string]string{}
+	for _, fn := range routes.HTTPFunctions {
+		h, err := deps.Handler(fn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range h.Routes() {
+			key := r.Method + " " + httpapi.DocPath(r.Path)
+			if other, ok := served[key]; ok {
+				t.Errorf("%s is served by both %s and %s", key, other, fn)
+			}
+			served[key] = fn
+			if _, ok := doc.Paths[httpapi.DocPath(r.Path)][strings.ToLower(r.Method)]; !ok {
+				t.Errorf("%s is served by %s but not documented", key, fn)
+			}
 		}
 	}
 	param := regexp.MustCompile(`\{[^}]+\}`)
@@ -40,7 +57,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	for path, ops := range doc.Paths {
 		for method := range ops {
 			key := strings.ToUpper(method) + " " + path
-			if !served[key] {
+			if _, ok := served[key]; !ok {
 				t.Errorf("%s is documented but not served", key)
 				continue
 			}
@@ -77,4 +94,83 @@ func allProtectedRoutes() []string {
 		}
 	}
 	return out
+}
+
+// TestOpenAPICheckCatchesMismatches feeds the check of client.do calls that disagree with the
+// document, each next to the real call it was derived from (which must pass).
+func TestOpenAPICheckCatchesMismatches(t *testing.T) {
+	doc, err := servedDoc()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := admin(t)
+	call := func(method, path string, body string) (*http.Request, int, http.Header, []byte) {
+		var rd io.Reader
+		if body != "" {
+			rd = strings.NewReader(body)
+		}
+		req, err := http.NewRequest(method, srv.URL+path, rd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+a.token)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		out, _ := io.ReadAll(res.Body)
+		return req, res.StatusCode, res.Header, out
+	}
+	check := func(req *http.Request, body string, status int, h http.Header, out []byte) []string {
+		return doc.check(req.Method, req.URL, req.Header, []byte(body), status, h, out)
+	}
+	want := func(t *testing.T, problems []string, about string) {
+		t.Helper()
+		for _, p := range problems {
+			if strings.Contains(p, about) {
+				return
+			}
+		}
+		t.Fatalf("no problem about %q in %q", about, problems)
+	}
+
+	req, status, h, out := call("GET", "/api/v1/roles", "")
+	if p := check(req, "", status, h, out); status != 200 || len(p) != 0 {
+		t.Fatalf("the real answer must pass: %d %v", status, p)
+	}
+	t.Run("ErrUndocumentedResponseField", func(t *testing.T) {
+		extra := strings.Replace(string(out), `"name":`, `"secret":"x","name":`, 1)
+		want(t, check(req, "", status, h, []byte(extra)), "secret")
+	})
+	t.Run("ErrWrongFieldType", func(t *testing.T) {
+		wrong := strings.Replace(string(out), `"scopeTypes":[`, `"scopeTypes":7,"x":[`, 1)
+		want(t, check(req, "", status, h, []byte(wrong)), "does not match")
+	})
+	t.Run("ErrUndeclaredQueryParameter", func(t *testing.T) {
+		req, status, h, out := call("GET", "/api/v1/roles?colour=blue", "")
+		want(t, check(req, "", status, h, out), `"colour" is not declared`)
+	})
+	t.Run("ErrRouteMissingFromDocument", func(t *testing.T) {
+		req, status, h, out := call("GET", "/api/v1/roles", "")
+		req.URL.Path = "/api/v1/rolez"
+		want(t, check(req, "", status, h, out), "is not in the OpenAPI document")
+	})
+	t.Run("ErrUndocumentedStatus", func(t *testing.T) {
+		body := `{"name":"Doc check ` + uniq("d") + `"}`
+		req, status, h, out := call("POST", "/api/v1/distributors", body)
+		if p := check(req, body, status, h, out); status != 201 || len(p) != 0 {
+			t.Fatalf("the real answer must pass: %d %v", status, p)
+		}
+		want(t, check(req, body, 200, h, out), "answered 200")
+	})
+	t.Run("ErrAcceptedRequestOutsideTheDocument", func(t *testing.T) {
+		body := `{"name":"Doc check ` + uniq("d") + `"}`
+		req, status, h, out := call("POST", "/api/v1/distributors", body)
+		sneaky := `{"name":"x","colour":"blue"}`
+		want(t, check(req, sneaky, status, h, out), "accepted a request the document forbids")
+	})
 }

@@ -127,6 +127,47 @@ func TestOpenAPIDescribesRoutes(t *testing.T) {
 	}
 }
 
+type optional struct {
+	Ptr     *input            `json:"ptr"`
+	PtrOmit *input            `json:"ptrOmit,omitempty"`
+	List    []string          `json:"list"`
+	Map     map[string]string `json:"map,omitempty"`
+	Plain   string            `json:"plain"`
+}
+
+// A field that encoding/json may write as null is nullable in the document; one it omits when
+// empty is not (in answers; a request may send null for any field: it decodes as absent).
+func TestOpenAPINullable(t *testing.T) {
+	b, err := httpapi.OpenAPI([]httpapi.Route{
+		{Method: "POST", Path: "/api/v1/opt", Permission: "opt.create", Body: optional{}, Result: optional{}, Tag: "opt"},
+	}, "t", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]map[string]any `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	out, in := doc.Components.Schemas["Httpapi_testoptional"].Properties, doc.Components.Schemas["Httpapi_testoptionalInput"].Properties
+	for name, want := range map[string]bool{"ptr": true, "ptrOmit": false, "list": true, "map": false, "plain": false} {
+		if got := out[name]["nullable"] == true; got != want {
+			t.Errorf("answer field %s: nullable %v, want %v (%v)", name, got, want, out[name])
+		}
+		if got := in[name]["nullable"] == true; !got {
+			t.Errorf("request field %s: nullable %v (%v)", name, got, in[name])
+		}
+	}
+	if ref, ok := out["ptr"]["allOf"].([]any); !ok || len(ref) != 1 || out["ptr"]["$ref"] != nil {
+		t.Errorf("a nullable reference is wrapped in allOf: %v", out["ptr"])
+	}
+}
+
 // An empty list answers [] and never null.
 func TestEmptyListIsAnArray(t *testing.T) {
 	api := httpapi.New(httpapi.NewPager([]byte("0123456789abcdef0123456789abcdef")), nil, nil)

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,7 +15,11 @@ import (
 // Schemaer lets a type describe its own OpenAPI schema (for example a decimal carried as a string).
 type Schemaer interface{ OpenAPISchema() map[string]any }
 
-var pathParam = regexp.MustCompile(`\{([a-zA-Z]+)\}`)
+var pathParam = regexp.MustCompile(`\{([a-zA-Z]+)(\+?)\}`)
+
+// DocPath is the OpenAPI form of a route's path: API Gateway's greedy {name+} (the rest of the
+// path, slashes included) is written {name}, since OpenAPI has no greedy parameter.
+func DocPath(path string) string { return strings.ReplaceAll(path, "+}", "}") }
 
 type schemaGen struct{ components map[string]any }
 
@@ -90,7 +95,7 @@ func (g *schemaGen) fields(t reflect.Type, props map[string]any, request bool) {
 			continue
 		}
 		tag := f.Tag.Get("json")
-		name, _, _ := strings.Cut(tag, ",")
+		name, opts, _ := strings.Cut(tag, ",")
 		if name == "-" {
 			continue
 		}
@@ -107,8 +112,32 @@ func (g *schemaGen) fields(t reflect.Type, props map[string]any, request bool) {
 		if name == "" {
 			name = f.Name
 		}
-		props[name] = g.of(f.Type, request)
+		sc := g.of(f.Type, request)
+		// An answer writes a nil pointer, slice or map as null unless omitempty leaves it out. A
+		// request may send null for any field: encoding/json decodes it as if the field were
+		// absent (nil, or the type's zero value), and so does DecodeJSON.
+		k := f.Type.Kind()
+		if request || (k == reflect.Pointer || k == reflect.Slice || k == reflect.Map) && !slices.Contains(strings.Split(opts, ","), "omitempty") {
+			sc = nullable(sc)
+		}
+		props[name] = sc
 	}
+}
+
+// nullable returns s admitting null too. A $ref admits no sibling keyword in OpenAPI 3.0, so a
+// reference is wrapped in allOf.
+func nullable(s map[string]any) map[string]any {
+	if len(s) == 0 {
+		return s // admits anything already
+	}
+	if _, ok := s["$ref"]; ok {
+		return map[string]any{"nullable": true, "allOf": []any{s}}
+	}
+	out := map[string]any{"nullable": true}
+	for k, v := range s {
+		out[k] = v
+	}
+	return out
 }
 
 func schemaName(t reflect.Type, request bool) string {
@@ -146,7 +175,11 @@ func OpenAPI(routes []Route, title, version string) ([]byte, error) {
 		}
 		var params []any
 		for _, m := range pathParam.FindAllStringSubmatch(rt.Path, -1) {
-			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
+			p := map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}}
+			if m[2] == "+" {
+				p["description"] = "The rest of the path."
+			}
+			params = append(params, p)
 		}
 		if rt.List || rt.Paged {
 			search := queryParam("search", "Case-insensitive substring over the searchable fields.", "string")
@@ -214,10 +247,11 @@ func OpenAPI(routes []Route, title, version string) ([]byte, error) {
 			responses = map[string]any{strconv.Itoa(status): map[string]any{"description": "The document."}}
 		}
 		op["responses"] = responses
-		if paths[rt.Path] == nil {
-			paths[rt.Path] = map[string]any{}
+		path := DocPath(rt.Path)
+		if paths[path] == nil {
+			paths[path] = map[string]any{}
 		}
-		paths[rt.Path][strings.ToLower(rt.Method)] = op
+		paths[path][strings.ToLower(rt.Method)] = op
 	}
 	g.components["Error"] = map[string]any{"type": "object", "properties": map[string]any{
 		"code": map[string]any{"type": "string"}, "message": map[string]any{"type": "string"}, "field": map[string]any{"type": "string"}}}
