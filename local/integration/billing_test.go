@@ -22,7 +22,6 @@ import (
 	"github.com/channelbilling/cms/local/sqsfeed"
 	"github.com/channelbilling/cms/shared/app"
 	"github.com/channelbilling/cms/shared/ids"
-	"github.com/channelbilling/cms/shared/usagecatalog"
 )
 
 // testClock is the clock of the billing test server: zero means the real time. Catalog data
@@ -94,16 +93,6 @@ func billingServer(t *testing.T) *billingEnvT {
 			return
 		}
 		e.deps.SetClock(e.clock.Now)
-		// SetClock leaves usage's view of the catalog (usagecatalog.Source) on the real time, and
-		// it caches a tenant's subscriptions for a minute of its clock: a GET /usage a second
-		// (real) after a plan change made days earlier on the test clock would price with the
-		// cached plan. It reads the test clock too.
-		src, ok := e.deps.Usage.Pricer.(*usagecatalog.Source)
-		if !ok {
-			billingErr = fmt.Errorf("usage pricer is a %T, not a *usagecatalog.Source", e.deps.Usage.Pricer)
-			return
-		}
-		src.Now = e.clock.Now
 		// A fault fails the tenant's message once at its stage; a stage ending in "*" fails it
 		// at every delivery until the test removes it.
 		e.deps.Billing.Fault = func(stage, tenant string) error {

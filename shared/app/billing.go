@@ -21,6 +21,7 @@ import (
 	"github.com/channelbilling/cms/shared/period"
 	"github.com/channelbilling/cms/shared/tablestore"
 	"github.com/channelbilling/cms/shared/usage"
+	"github.com/channelbilling/cms/shared/usagecatalog"
 )
 
 // wireBilling builds the billing service on the store, the usage store, the billing queue
@@ -41,6 +42,12 @@ func (d *Deps) SetClock(now func() time.Time) {
 	}
 	if d.Usage != nil {
 		d.Usage.Now = now
+		// Usage's view of the catalog caches a tenant's subscriptions for a minute of its own
+		// clock: on the real time, a GET /usage just after a plan change made days earlier on
+		// this clock would price with the cached plan.
+		if src, ok := d.Usage.Pricer.(*usagecatalog.Source); ok {
+			src.Now = now
+		}
 	}
 	if d.Billing != nil {
 		d.Billing.Now = now
