@@ -342,8 +342,6 @@ type Store interface {
 	TenantInvoiceRefs(ctx context.Context, tenantID string) ([]InvoiceRef, error)
 	// GetInvoice returns an invoice. NotFound.
 	GetInvoice(ctx context.Context, id string) (*Invoice, error)
-	// GetInvoices returns the invoices found among ids.
-	GetInvoices(ctx context.Context, ids []string) (map[string]*Invoice, error)
 	// LoadInvoices returns the invoices with ids, in that order, read strongly consistently;
 	// an error when one is missing (nothing is silently left out).
 	LoadInvoices(ctx context.Context, ids []string) ([]*Invoice, error)

@@ -120,15 +120,11 @@ func (s *Service) ListInvoices(ctx context.Context, pr access.Principal, q *list
 	for i, r := range page {
 		idList[i] = r.InvoiceID
 	}
-	got, err := s.Store.GetInvoices(ctx, idList)
+	// An indexed invoice exists (it and its index entries are written in one transaction): one
+	// that cannot be read is an error, never a page silently shorter than its listing.
+	out, err := s.Store.LoadInvoices(ctx, idList)
 	if err != nil {
 		return nil, nil, err
-	}
-	out := make([]*Invoice, 0, len(page))
-	for _, id := range idList {
-		if inv, ok := got[id]; ok {
-			out = append(out, inv)
-		}
 	}
 	return out, next, nil
 }

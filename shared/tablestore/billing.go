@@ -807,31 +807,6 @@ func (s *Store) GetInvoice(ctx context.Context, id string) (*billing.Invoice, er
 	return inv, apperr.Wrap(err, "decode invoice")
 }
 
-// GetInvoices implements billing.Store (BatchGet, 100 keys per call).
-func (s *Store) GetInvoices(ctx context.Context, idList []string) (map[string]*billing.Invoice, error) {
-	out := map[string]*billing.Invoice{}
-	for start := 0; start < len(idList); start += 100 {
-		end := min(start+100, len(idList))
-		ks := make([]dynamo.Keyed, 0, end-start)
-		for _, id := range idList[start:end] {
-			ks = append(ks, dynamo.Keys{invPK(id), invSK})
-		}
-		var items []invoiceItem
-		err := s.table.Batch("PK", "SK").Get(ks...).All(ctx, &items)
-		if err != nil && !errors.Is(err, dynamo.ErrNotFound) {
-			return nil, apperr.Wrap(err, "get invoices")
-		}
-		for _, it := range items {
-			inv, err := it.invoice()
-			if err != nil {
-				return nil, apperr.Wrap(err, "decode invoice")
-			}
-			out[inv.ID] = inv
-		}
-	}
-	return out, nil
-}
-
 // LoadInvoices implements billing.Store: strongly consistent BatchGets of 100 keys, 8 at once.
 func (s *Store) LoadInvoices(ctx context.Context, idList []string) ([]*billing.Invoice, error) {
 	got := make([]map[string]*billing.Invoice, (len(idList)+99)/100)
