@@ -157,5 +157,7 @@ func wireBillingWorker(s *CmsStack, fn awslambda.Function) {
 		ReportBatchItemFailures: jsii.Bool(true),
 	}))
 	sendTo(fn, s.BillingQueue)
-	allow(fn, []string{"s3:PutObject"}, jsii.String(*s.Exports.BucketArn()+"/"+exportsPrefix+"*"))
+	// A large export is a multipart upload; a failed one is aborted (the bucket's lifecycle rule
+	// removes what an abort misses).
+	allow(fn, []string{"s3:PutObject", "s3:AbortMultipartUpload"}, jsii.String(*s.Exports.BucketArn()+"/"+exportsPrefix+"*"))
 }

@@ -183,6 +183,9 @@ func TestBillingWorkerAndSchedule(t *testing.T) {
 	if rs := resourcesOf(t, "billingworker", "s3:PutObject"); len(rs) != 1 || !strings.Contains(rs[0], `"`+exports+`"`) || !strings.HasSuffix(rs[0], `"/`+exportsPrefix+`*"]]}`) {
 		t.Errorf("billingworker s3:PutObject on %v, want the exports bucket's exports/*", rs)
 	}
+	if rs := resourcesOf(t, "billingworker", "s3:AbortMultipartUpload"); len(rs) != 1 || !strings.Contains(rs[0], `"`+exports+`"`) || !strings.HasSuffix(rs[0], `"/`+exportsPrefix+`*"]]}`) {
+		t.Errorf("billingworker s3:AbortMultipartUpload on %v, want the exports bucket's exports/*", rs)
+	}
 	// Only the billing functions and the schedule send to the billing queue.
 	for name := range testStack.Functions {
 		if name == "billing" || name == "billingworker" {

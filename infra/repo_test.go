@@ -734,11 +734,12 @@ func TestSAMNonTableAccess(t *testing.T) {
 		return out
 	}
 	wantOther := map[string]map[string][]string{
-		"usagequeue":    {"sqs:SendMessage": {`{"Fn::GetAtt":["UsageDeadLetters","Arn"]}`}},
-		"usagestream":   {"sqs:SendMessage": {`{"Fn::GetAtt":["UsageDeadLetters","Arn"]}`}},
-		"usagefiles":    {"s3:GetObject": {`{"Fn::Sub":"arn:${AWS::Partition}:s3:::${AWS::StackName}-usage-${AWS::AccountId}-${AWS::Region}/usage/*"}`}, "s3:PutObject": {`{"Fn::Sub":"arn:${AWS::Partition}:s3:::${AWS::StackName}-usage-${AWS::AccountId}-${AWS::Region}/reports/usage/*"}`}},
-		"billing":       {"sqs:SendMessage": {`{"Fn::GetAtt":["BillingQueue","Arn"]}`}},
-		"billingworker": {"sqs:SendMessage": {`{"Fn::GetAtt":["BillingQueue","Arn"]}`}, "s3:PutObject": {`{"Fn::Sub":"${ExportsBucket.Arn}/exports/*"}`}},
+		"usagequeue":  {"sqs:SendMessage": {`{"Fn::GetAtt":["UsageDeadLetters","Arn"]}`}},
+		"usagestream": {"sqs:SendMessage": {`{"Fn::GetAtt":["UsageDeadLetters","Arn"]}`}},
+		"usagefiles":  {"s3:GetObject": {`{"Fn::Sub":"arn:${AWS::Partition}:s3:::${AWS::StackName}-usage-${AWS::AccountId}-${AWS::Region}/usage/*"}`}, "s3:PutObject": {`{"Fn::Sub":"arn:${AWS::Partition}:s3:::${AWS::StackName}-usage-${AWS::AccountId}-${AWS::Region}/reports/usage/*"}`}},
+		"billing":     {"sqs:SendMessage": {`{"Fn::GetAtt":["BillingQueue","Arn"]}`}},
+		"billingworker": {"sqs:SendMessage": {`{"Fn::GetAtt":["BillingQueue","Arn"]}`}, "s3:PutObject": {`{"Fn::Sub":"${ExportsBucket.Arn}/exports/*"}`},
+			"s3:AbortMultipartUpload": {`{"Fn::Sub":"${ExportsBucket.Arn}/exports/*"}`}},
 		"usagekeys": {
 			"apigateway:GET":    {apigw("/apikeys"), apigw("/usageplans/${UsagePlanStandard}/keys"), apigw("/usageplans/${UsagePlanPremium}/keys"), apigw("/usageplans/${UsagePlanEnterprise}/keys"), apigw("/usageplans/${UsagePlanStandard}/keys/*"), apigw("/usageplans/${UsagePlanPremium}/keys/*"), apigw("/usageplans/${UsagePlanEnterprise}/keys/*")},
 			"apigateway:POST":   {apigw("/apikeys"), apigw("/usageplans/${UsagePlanStandard}/keys"), apigw("/usageplans/${UsagePlanPremium}/keys"), apigw("/usageplans/${UsagePlanEnterprise}/keys")},

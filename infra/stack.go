@@ -233,7 +233,7 @@ var Functions = map[string]FunctionSpec{
 	"usage":       {Description: "Usage records: POST and GET /api/v1/usage", MemoryMB: 1024, Timeout: 29 * time.Second, Table: accessUsageAPI},
 	"usagequeue":  {Description: "Usage queue consumer (SQS event source)", MemoryMB: 512, Timeout: UsageQueueConsumerTimeout, Table: accessUsageConsumer, Wire: wireUsageQueue},
 	"usagestream": {Description: "Usage stream consumer (Kinesis event source)", MemoryMB: 512, Timeout: 60 * time.Second, Table: accessUsageConsumer, Wire: wireUsageStream},
-	"usagefiles":  {Description: "Usage file drops (S3 notifications of usage/), writes reports/", MemoryMB: 1024, Timeout: 5 * time.Minute, Table: accessUsageConsumer, Wire: wireUsageFiles},
+	"usagefiles":  {Description: "Usage file drops (S3 notifications of usage/), writes reports/", MemoryMB: 1024, Timeout: 15 * time.Minute, Table: accessUsageConsumer, Wire: wireUsageFiles},
 
 	// Billing (docs/billing.md). The summary and commission queries read whole periods.
 	"billing":       {Description: "Billing runs and summary", MemoryMB: 512, Timeout: 29 * time.Second, Table: accessBillingAPI, Wire: wireBillingAPI},

@@ -474,7 +474,7 @@ var otherAccess = map[string][]string{
 	"usagekeys": {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams",
 		"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "apigateway:GET", "apigateway:POST", "apigateway:PATCH", "apigateway:DELETE"},
 	// the billing queue (event source, and more work on it), exports/* (TestBillingWorkerAndSchedule)
-	"billingworker": {"sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:SendMessage", "s3:PutObject"},
+	"billingworker": {"sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:SendMessage", "s3:PutObject", "s3:AbortMultipartUpload"},
 }
 
 // tableWrite is what the synthesized template lets a function write on the table: the write
