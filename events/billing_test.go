@@ -9,24 +9,25 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/channelbilling/cms/local/feeders"
 	"github.com/channelbilling/cms/shared/app"
 	"github.com/channelbilling/cms/shared/ids"
 	"github.com/channelbilling/cms/shared/period"
 )
 
-// billingResources gives the fixture a billing queue and an exports bucket of its own, as the
-// stack does (CMS_BILLING_QUEUE, CMS_EXPORTS_BUCKET).
-func billingResources(ctx context.Context, awsCfg aws.Config, cfg *app.Config) error {
+// billingResources gives the fixture a billing queue (with its dead-letter queue) and an exports
+// bucket of its own, as the stack does (CMS_BILLING_QUEUE, CMS_EXPORTS_BUCKET).
+func billingResources(ctx context.Context, awsCfg aws.Config, cfg *app.Config) (feeders.Queue, error) {
 	suffix := ids.New("q")[2:]
 	cfg.BillingQueue = "cms-events-billing-" + suffix
 	cfg.ExportsBucket = "cms-events-exports-" + suffix
-	if _, err := sqs.NewFromConfig(awsCfg).CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(cfg.BillingQueue)}); err != nil {
-		return err
+	q, err := feeders.EnsureQueue(ctx, sqs.NewFromConfig(awsCfg), cfg.BillingQueue, cfg.BillingQueue+"-dlq", 5, 30*time.Second)
+	if err != nil {
+		return q, err
 	}
-	_, err := s3.NewFromConfig(awsCfg, app.S3Options(awsCfg)).CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(cfg.ExportsBucket)})
-	return err
+	_, err = s3.NewFromConfig(awsCfg, app.S3Options(awsCfg)).CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(cfg.ExportsBucket)})
+	return q, err
 }
 
 // feedBillingWorker feeds a billing worker sample to the worker, built as its main builds it
@@ -51,40 +52,28 @@ func (f *fixture) feedBillingWorker(t *testing.T, path string) {
 		t.Fatalf("billingworker: %+v, %v", res, err)
 	}
 
-	sq := sqs.NewFromConfig(f.awsCfg)
-	url, err := sq.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(f.cfg.BillingQueue)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Poll hands each batch to the handler on this goroutine, so the handler may fail the test.
+	feed := feeders.NewSQS(sqs.NewFromConfig(f.awsCfg), f.billingQ.URL, f.billingQ.ARN, func(ctx context.Context, batch events.SQSEvent) (events.SQSEventResponse, error) {
+		res, err := handle(ctx, batch)
+		if err != nil || len(res.BatchItemFailures) != 0 {
+			t.Fatalf("billingworker on %d queued messages: %+v, %v", len(batch.Records), res, err)
+		}
+		return res, err
+	}, feeders.SQSOptions{Region: f.awsCfg.Region, Log: quiet()})
 	deadline := time.Now().Add(30 * time.Second)
 	for empty := 0; empty < 2; {
 		if time.Now().After(deadline) {
 			t.Fatal("the billing queue did not drain in 30 s")
 		}
-		out, err := sq.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: url.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
-			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount}})
+		n, err := feed.Poll(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(out.Messages) == 0 {
+		if n == 0 {
 			empty++
 			continue
 		}
 		empty = 0
-		batch := events.SQSEvent{}
-		for _, m := range out.Messages {
-			batch.Records = append(batch.Records, events.SQSMessage{MessageId: aws.ToString(m.MessageId), ReceiptHandle: aws.ToString(m.ReceiptHandle),
-				Body: aws.ToString(m.Body), Attributes: m.Attributes, EventSource: "aws:sqs"})
-		}
-		res, err := handle(ctx, batch)
-		if err != nil || len(res.BatchItemFailures) != 0 {
-			t.Fatalf("billingworker on %d queued messages: %+v, %v", len(batch.Records), res, err)
-		}
-		for _, m := range out.Messages {
-			if _, err := sq.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: url.QueueUrl, ReceiptHandle: m.ReceiptHandle}); err != nil {
-				t.Fatal(err)
-			}
-		}
 	}
 
 	// The scheduled start bills the period that ended; its close step wrote the exports.

@@ -29,6 +29,7 @@ import (
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
 	"github.com/channelbilling/cms/local/emulator"
+	"github.com/channelbilling/cms/local/feeders"
 	"github.com/channelbilling/cms/shared/access"
 	"github.com/channelbilling/cms/shared/app"
 	"github.com/channelbilling/cms/shared/authorizer"
@@ -59,6 +60,7 @@ type fixture struct {
 	ids      *strings.Replacer // sample ids -> created ids
 	partner  access.Principal  // the partner admin of the samples
 	handlers map[string]*httpapi.API
+	billingQ feeders.Queue // billing_test.go
 }
 
 var (
@@ -103,14 +105,15 @@ func build(stack *emulator.Stack) (*fixture, error) {
 	}
 	// The billing queue (POST /billing/runs queues its fan-out; the worker's samples drain it)
 	// and the exports bucket: billing_test.go.
-	if err := billingResources(ctx, awsCfg, &cfg); err != nil {
+	billingQ, err := billingResources(ctx, awsCfg, &cfg)
+	if err != nil {
 		return nil, err
 	}
 	deps, err := app.New(ctx, cfg, awsCfg, quiet(), stack.DynamoDBOptions())
 	if err != nil {
 		return nil, err
 	}
-	f := &fixture{cfg: cfg, awsCfg: awsCfg, deps: deps, handlers: map[string]*httpapi.API{}}
+	f := &fixture{cfg: cfg, awsCfg: awsCfg, deps: deps, billingQ: billingQ, handlers: map[string]*httpapi.API{}}
 
 	// The first admin, as the bootstrap sample creates it.
 	var boot app.BootstrapEvent

@@ -26,7 +26,6 @@ import (
 	"github.com/channelbilling/cms/local/emulator"
 	"github.com/channelbilling/cms/local/feeders"
 	"github.com/channelbilling/cms/local/runner"
-	"github.com/channelbilling/cms/local/sqsfeed"
 	"github.com/channelbilling/cms/local/streams"
 	"github.com/channelbilling/cms/shared/app"
 	"github.com/channelbilling/cms/shared/billing"
@@ -159,8 +158,8 @@ func startOutbox(ctx context.Context, stack *emulator.Stack, awsCfg aws.Config, 
 // like the Lambda event source mapping, and sends {"kind":"start"} at 00:05 UTC on the 1st like
 // the EventBridge Scheduler schedule. The returned stop ends both.
 func startBilling(ctx context.Context, awsCfg aws.Config, cfg app.Config, deps *app.Deps) (func(), error) {
-	q := sqs.NewFromConfig(awsCfg)
-	url, err := sqsfeed.EnsureQueue(ctx, q, cfg.BillingQueue, cfg.BillingQueue+"-dlq", 5)
+	sqsc := sqs.NewFromConfig(awsCfg)
+	q, err := feeders.EnsureQueue(ctx, sqsc, cfg.BillingQueue, cfg.BillingQueue+"-dlq", 5, 30*time.Second)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +169,8 @@ func startBilling(ctx context.Context, awsCfg aws.Config, cfg app.Config, deps *
 			return nil, fmt.Errorf("exports bucket %s: %w", cfg.ExportsBucket, err)
 		}
 	}
-	stopFeed := sqsfeed.Start(ctx, q, url, deps.BillingWorker().Handle, sqsfeed.Options{Pollers: 8, Log: deps.Log})
+	stopFeed := feeders.NewSQS(sqsc, q.URL, q.ARN, deps.BillingWorker().Handle, feeders.SQSOptions{Concurrency: 8,
+		VisibilityTimeout: 5 * time.Second, Region: awsCfg.Region, Log: deps.Log, Detach: true}).Start(ctx)
 	sctx, cancel := context.WithCancel(ctx)
 	go func() {
 		for {

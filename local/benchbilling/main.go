@@ -45,7 +45,7 @@ import (
 	"github.com/guregu/dynamo/v2"
 
 	"github.com/channelbilling/cms/local/emulator"
-	"github.com/channelbilling/cms/local/sqsfeed"
+	"github.com/channelbilling/cms/local/feeders"
 	"github.com/channelbilling/cms/shared/access"
 	"github.com/channelbilling/cms/shared/app"
 	"github.com/channelbilling/cms/shared/billing"
@@ -265,8 +265,8 @@ func run(ctx context.Context, o options) error {
 		time.Since(t0).Round(time.Second))
 	clockAt.Store(0)
 
-	q := sqs.NewFromConfig(awsCfg)
-	url, err := sqsfeed.EnsureQueue(ctx, q, cfg.BillingQueue, cfg.BillingQueue+"-dlq", 5)
+	sqsc := sqs.NewFromConfig(awsCfg)
+	q, err := feeders.EnsureQueue(ctx, sqsc, cfg.BillingQueue, cfg.BillingQueue+"-dlq", 5, 30*time.Second)
 	if err != nil {
 		return err
 	}
@@ -282,7 +282,8 @@ func run(ctx context.Context, o options) error {
 		handlerNanos.Add(int64(time.Since(start)))
 		return r, err
 	}
-	stopFeed := sqsfeed.Start(ctx, q, url, handle, sqsfeed.Options{Pollers: o.pollers, Visibility: 30, Log: quiet})
+	stopFeed := feeders.NewSQS(sqsc, q.URL, q.ARN, handle, feeders.SQSOptions{Concurrency: o.pollers,
+		VisibilityTimeout: 30 * time.Second, Region: awsCfg.Region, Log: quiet, Detach: true}).Start(ctx)
 	defer stopFeed()
 	// The bench reads the run's progress through an unmetered store.
 	watch := tablestore.NewFromConfig(plainCfg, cfg.Table, stack.DynamoDBOptions())

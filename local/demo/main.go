@@ -4,7 +4,7 @@
 // It starts its own emulators (DynamoDB Local and moto, or AWS_ENDPOINT_URL / CMS_USE_AWS like
 // `make local`) with a table, event bus, queues and buckets of its own; publishes the outbox
 // from the table's stream; feeds the usage queue, stream and file drops to the usage functions'
-// handlers (local/feeders) and the billing queue to the billing worker (local/sqsfeed); and
+// handlers (local/feeders) and the billing queue to the billing worker (local/feeders too); and
 // serves the API through the same runner as `make local`, on a free port. Then, over HTTP as the
 // platform admin, it builds a channel (a distributor, two partners, four tenants, two plans on
 // two SKUs, subscriptions), pushes usage through the API, the SQS queue and an S3 file drop,
@@ -47,7 +47,6 @@ import (
 	"github.com/channelbilling/cms/local/emulator"
 	"github.com/channelbilling/cms/local/feeders"
 	"github.com/channelbilling/cms/local/runner"
-	"github.com/channelbilling/cms/local/sqsfeed"
 	"github.com/channelbilling/cms/local/streams"
 	"github.com/channelbilling/cms/shared/app"
 	"github.com/channelbilling/cms/shared/ids"
@@ -201,15 +200,15 @@ func startPlatform(ctx context.Context, st *stack) (*env, error) {
 	st.add(stopUsage)
 
 	// Billing: the queue fed to the billing worker, the exports bucket.
-	q := sqs.NewFromConfig(awsCfg)
-	url, err := sqsfeed.EnsureQueue(ctx, q, cfg.BillingQueue, cfg.BillingQueue+"-dlq", 5)
+	q, err := feeders.EnsureQueue(ctx, e.cli.SQS, cfg.BillingQueue, cfg.BillingQueue+"-dlq", 5, 30*time.Second)
 	if err != nil {
 		return nil, err
 	}
 	if _, err := e.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(cfg.ExportsBucket)}); err != nil {
 		return nil, fmt.Errorf("exports bucket: %w", err)
 	}
-	st.add(sqsfeed.Start(ctx, q, url, deps.BillingWorker().Handle, sqsfeed.Options{Pollers: 4, Visibility: 2, Log: quiet}))
+	st.add(feeders.NewSQS(e.cli.SQS, q.URL, q.ARN, deps.BillingWorker().Handle, feeders.SQSOptions{Concurrency: 4,
+		VisibilityTimeout: 2 * time.Second, Region: awsCfg.Region, Log: quiet, Detach: true}).Start(ctx))
 	step("event bus, usage queue/stream/bucket and billing queue ready, fed to their functions' handlers")
 
 	const email, password = "demo-admin@example.com", "demo-admin-password"

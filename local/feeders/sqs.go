@@ -1,15 +1,18 @@
-// Package feeders plays, on this machine, Lambda's event sources for the usage functions: an
-// SQS event source mapping (ReceiveMessage -> events.SQSEvent -> handler -> delete the messages
-// that did not fail), a Kinesis one (GetRecords per shard -> events.KinesisEvent -> handler ->
-// resume from the lowest failed sequence number), and S3 notifications. For the last, the bucket
-// notifies an SQS queue (moto implements S3 -> SQS notifications with AWS's message shape), and
-// a feeder polls that queue and hands each notification, an events.S3Event, to the file-drop
-// handler: in AWS the bucket invokes the function directly with the same event. The local
-// runner (`make local`), the integration tests and `make bench-usage` use it.
+// Package feeders plays, on this machine, Lambda's event sources for the usage functions and the
+// billing worker: an SQS event source mapping (ReceiveMessage -> events.SQSEvent -> handler ->
+// delete the messages that did not fail), a Kinesis one (GetRecords per shard ->
+// events.KinesisEvent -> handler -> resume from the lowest failed sequence number), and S3
+// notifications. For the last, the bucket notifies an SQS queue (moto implements S3 -> SQS
+// notifications with AWS's message shape), and a feeder polls that queue and hands each
+// notification, an events.S3Event, to the file-drop handler: in AWS the bucket invokes the
+// function directly with the same event. The local runner (`make local`), `make demo`, the
+// integration tests and the benchmarks use it.
 package feeders
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -49,6 +52,12 @@ type SQSOptions struct {
 	// OnBatch, when set, is called after each handler call with the number of messages handled
 	// and deleted (progress bars, tests).
 	OnBatch func(received, deleted int)
+	// Detach hands the handler a context that stop does not cancel: a batch under way runs to
+	// its end, as an invocation does when Lambda's event source is disabled, and stop waits for
+	// it. The billing worker wants it (a message its context cut short would count a delivery
+	// against its tenant); the usage handlers are left cancellable, so that stopping does not
+	// wait for a large file drop.
+	Detach bool
 }
 
 func (o SQSOptions) withDefaults() SQSOptions {
@@ -135,7 +144,11 @@ func (f *SQSFeeder) Poll(ctx context.Context) (int, error) {
 	for i, m := range out.Messages {
 		ev.Records[i] = LambdaMessage(m, f.arn, f.opts.Region)
 	}
-	res, err := f.handler(ctx, ev)
+	hctx := ctx
+	if f.opts.Detach {
+		hctx = context.WithoutCancel(ctx)
+	}
+	res, err := f.handler(hctx, ev)
 	if err != nil {
 		// Lambda retries the whole batch: the messages come back after their visibility timeout.
 		f.opts.Log.Error("sqs feeder: handler failed, the batch comes back", "queue", f.url, "messages", len(ev.Records), "err", err)
@@ -183,6 +196,50 @@ func LambdaMessage(m types.Message, queueARN, region string) events.SQSMessage {
 			StringListValues: v.StringListValues, BinaryListValues: v.BinaryListValues, DataType: aws.ToString(v.DataType)}
 	}
 	return out
+}
+
+// Queue is a queue made by EnsureQueue and its dead-letter queue.
+type Queue struct {
+	URL, ARN       string
+	DLQURL, DLQARN string
+}
+
+// DLQRetention is the dead-letter queues' message retention, as in infra: 14 days, SQS's most.
+const DLQRetention = 14 * 24 * time.Hour
+
+// EnsureQueue creates, when missing, the queue name with the default visibility timeout
+// visibility, and its dead-letter queue dlqName (retention DLQRetention), to which the queue's
+// redrive policy moves a message received maxReceive times without being deleted, as in AWS.
+// A queue that exists with other attributes is used as it is.
+func EnsureQueue(ctx context.Context, c *sqs.Client, name, dlqName string, maxReceive int, visibility time.Duration) (Queue, error) {
+	var q Queue
+	var err error
+	if q.DLQURL, q.DLQARN, err = queue(ctx, c, dlqName, map[string]string{
+		"MessageRetentionPeriod": strconv.Itoa(int(DLQRetention / time.Second))}); err != nil {
+		return q, err
+	}
+	redrive, _ := json.Marshal(map[string]string{"deadLetterTargetArn": q.DLQARN, "maxReceiveCount": strconv.Itoa(maxReceive)})
+	q.URL, q.ARN, err = queue(ctx, c, name, map[string]string{
+		"RedrivePolicy": string(redrive), "VisibilityTimeout": strconv.Itoa(int(visibility / time.Second))})
+	return q, err
+}
+
+func queue(ctx context.Context, c *sqs.Client, name string, attrs map[string]string) (url, arn string, err error) {
+	out, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: attrs})
+	if err != nil {
+		// An existing queue with other attributes: use it as it is.
+		got, gerr := c.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
+		if gerr != nil {
+			return "", "", fmt.Errorf("create queue %s: %w", name, err)
+		}
+		out = &sqs.CreateQueueOutput{QueueUrl: got.QueueUrl}
+	}
+	a, err := c.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: out.QueueUrl,
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn}})
+	if err != nil {
+		return "", "", fmt.Errorf("queue %s attributes: %w", name, err)
+	}
+	return aws.ToString(out.QueueUrl), a.Attributes[string(types.QueueAttributeNameQueueArn)], nil
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -16,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/channelbilling/cms/shared/app"
 	"github.com/channelbilling/cms/shared/usagelambda"
@@ -79,24 +77,6 @@ type Resources struct {
 // being deleted moves to the dead-letter queue (as in infra).
 const MaxReceiveCount = 5
 
-func queue(ctx context.Context, c *sqs.Client, name string, attrs map[string]string) (url, arn string, err error) {
-	out, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: attrs})
-	if err != nil {
-		// An existing queue with other attributes: use it as it is.
-		got, gerr := c.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
-		if gerr != nil {
-			return "", "", fmt.Errorf("create queue %s: %w", name, err)
-		}
-		out = &sqs.CreateQueueOutput{QueueUrl: got.QueueUrl}
-	}
-	a, err := c.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: out.QueueUrl,
-		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
-	if err != nil {
-		return "", "", fmt.Errorf("queue %s attributes: %w", name, err)
-	}
-	return aws.ToString(out.QueueUrl), a.Attributes[string(sqstypes.QueueAttributeNameQueueArn)], nil
-}
-
 // EnsureUsage creates, when missing, the usage queue (redriving to the dead-letter queue after
 // MaxReceiveCount receives), the dead-letter queue, the usage bucket with its notification of
 // objects created under usage/ to a queue of its own, and the usage stream (one shard), with
@@ -104,15 +84,11 @@ func queue(ctx context.Context, c *sqs.Client, name string, attrs map[string]str
 // visibility is the usage queue's visibility timeout.
 func EnsureUsage(ctx context.Context, c Clients, cfg app.Config, visibility time.Duration) (Resources, error) {
 	var r Resources
-	var err error
-	if r.DLQURL, r.DLQARN, err = queue(ctx, c.SQS, cfg.UsageDLQ, map[string]string{"MessageRetentionPeriod": "1209600"}); err != nil {
+	q, err := EnsureQueue(ctx, c.SQS, cfg.UsageQueue, cfg.UsageDLQ, MaxReceiveCount, visibility)
+	if err != nil {
 		return r, err
 	}
-	redrive, _ := json.Marshal(map[string]string{"deadLetterTargetArn": r.DLQARN, "maxReceiveCount": strconv.Itoa(MaxReceiveCount)})
-	if r.QueueURL, r.QueueARN, err = queue(ctx, c.SQS, cfg.UsageQueue, map[string]string{
-		"RedrivePolicy": string(redrive), "VisibilityTimeout": strconv.Itoa(int(visibility / time.Second))}); err != nil {
-		return r, err
-	}
+	r.QueueURL, r.QueueARN, r.DLQURL, r.DLQARN = q.URL, q.ARN, q.DLQURL, q.DLQARN
 	r.Bucket = cfg.UsageBucket
 	if r.FilesQueueURL, r.FilesQueueARN, err = queue(ctx, c.SQS, cfg.UsageBucket+"-notifications", nil); err != nil {
 		return r, err

@@ -20,8 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/channelbilling/cms/local/feeders"
 	"github.com/channelbilling/cms/local/runner"
-	"github.com/channelbilling/cms/local/sqsfeed"
 	"github.com/channelbilling/cms/shared/access"
 	"github.com/channelbilling/cms/shared/app"
 	"github.com/channelbilling/cms/shared/billing"
@@ -145,17 +145,12 @@ func closeServer(t *testing.T) *closeEnvT {
 		cfg := deps.Config
 		suffix := strings.ToLower(ids.New("c")[2:])
 		cfg.BillingQueue, cfg.ExportsBucket = "cms-it-close-"+suffix, "cms-it-close-exports-"+suffix
-		url, err := sqsfeed.EnsureQueue(ctx, e.sqs, cfg.BillingQueue, cfg.BillingQueue+"-dlq", closeMaxReceives)
+		q, err := feeders.EnsureQueue(ctx, e.sqs, cfg.BillingQueue, cfg.BillingQueue+"-dlq", closeMaxReceives, 30*time.Second)
 		if err != nil {
 			closeErr = err
 			return
 		}
-		dlq, err := e.sqs.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(cfg.BillingQueue + "-dlq")})
-		if err != nil {
-			closeErr = err
-			return
-		}
-		e.mainQ, e.dlq = url, aws.ToString(dlq.QueueUrl)
+		e.mainQ, e.dlq = q.URL, q.DLQURL
 		e.s3, e.bucket = s3.NewFromConfig(itAWS, app.S3Options(itAWS)), cfg.ExportsBucket
 		if _, err := e.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(e.bucket)}); err != nil {
 			closeErr = err
@@ -189,7 +184,8 @@ func closeServer(t *testing.T) *closeEnvT {
 			return
 		}
 		e.srv = httptest.NewServer(rn)
-		sqsfeed.Start(ctx, e.sqs, url, e.deps.BillingWorker().Handle, sqsfeed.Options{Pollers: 4, Visibility: 1, Log: quiet})
+		feeders.NewSQS(e.sqs, q.URL, q.ARN, e.deps.BillingWorker().Handle, feeders.SQSOptions{Concurrency: 4,
+			VisibilityTimeout: time.Second, Region: itAWS.Region, Log: quiet, Detach: true}).Start(ctx)
 		closeEnv = e
 	})
 	if closeErr != nil {

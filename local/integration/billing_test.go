@@ -18,8 +18,8 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/channelbilling/cms/local/feeders"
 	"github.com/channelbilling/cms/local/runner"
-	"github.com/channelbilling/cms/local/sqsfeed"
 	"github.com/channelbilling/cms/shared/app"
 	"github.com/channelbilling/cms/shared/ids"
 )
@@ -70,8 +70,8 @@ func billingServer(t *testing.T) *billingEnvT {
 		cfg := deps.Config
 		suffix := strings.ToLower(ids.New("b")[2:])
 		cfg.BillingQueue, cfg.ExportsBucket = "cms-it-billing-"+suffix, "cms-it-exports-"+suffix
-		q := sqs.NewFromConfig(itAWS)
-		url, err := sqsfeed.EnsureQueue(ctx, q, cfg.BillingQueue, cfg.BillingQueue+"-dlq", 5)
+		sqsc := sqs.NewFromConfig(itAWS)
+		q, err := feeders.EnsureQueue(ctx, sqsc, cfg.BillingQueue, cfg.BillingQueue+"-dlq", 5, 30*time.Second)
 		if err != nil {
 			billingErr = err
 			return
@@ -115,7 +115,8 @@ func billingServer(t *testing.T) *billingEnvT {
 			return
 		}
 		e.srv = httptest.NewServer(rn)
-		sqsfeed.Start(ctx, q, url, e.deps.BillingWorker().Handle, sqsfeed.Options{Pollers: 4, Visibility: 1, Log: quiet})
+		feeders.NewSQS(sqsc, q.URL, q.ARN, e.deps.BillingWorker().Handle, feeders.SQSOptions{Concurrency: 4,
+			VisibilityTimeout: time.Second, Region: itAWS.Region, Log: quiet, Detach: true}).Start(ctx)
 		billingEnv = e
 	})
 	if billingErr != nil {
