@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,8 +19,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/channelbilling/cms/local/feeders"
-	"github.com/channelbilling/cms/local/runner"
 	"github.com/channelbilling/cms/shared/access"
 	"github.com/channelbilling/cms/shared/app"
 	"github.com/channelbilling/cms/shared/billing"
@@ -109,17 +106,10 @@ func (u *traceUsage) ResolvePending(ctx context.Context, tenantID string) (int, 
 }
 
 type closeEnvT struct {
-	deps   *app.Deps
-	srv    *httptest.Server
-	clock  *testClock
-	s3     *s3.Client
-	sqs    *sqs.Client
-	mainQ  string
-	dlq    string
-	bucket string
-	store  *lagStore
-	queue  *failQueue
-	usage  *traceUsage
+	*billedServer
+	store *lagStore
+	queue *failQueue
+	usage *traceUsage
 	// fail holds the stages (billing.Service.Fault) that fail at every delivery.
 	fail sync.Map
 }
@@ -140,64 +130,28 @@ const closeMaxReceives = 8
 func closeServer(t *testing.T) *closeEnvT {
 	t.Helper()
 	closeOnce.Do(func() {
-		ctx := context.Background()
-		e := &closeEnvT{clock: &testClock{}, sqs: sqs.NewFromConfig(itAWS)}
-		cfg := deps.Config
-		suffix := strings.ToLower(ids.New("c")[2:])
-		cfg.BillingQueue, cfg.ExportsBucket = "cms-it-close-"+suffix, "cms-it-close-exports-"+suffix
-		q, err := feeders.EnsureQueue(ctx, e.sqs, cfg.BillingQueue, cfg.BillingQueue+"-dlq", closeMaxReceives, 30*time.Second)
-		if err != nil {
-			closeErr = err
-			return
-		}
-		e.mainQ, e.dlq = q.URL, q.DLQURL
-		e.s3, e.bucket = s3.NewFromConfig(itAWS, app.S3Options(itAWS)), cfg.ExportsBucket
-		if _, err := e.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(e.bucket)}); err != nil {
-			closeErr = err
-			return
-		}
-		if _, err := e.s3.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(e.bucket),
-			VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}}); err != nil {
-			closeErr = err
-			return
-		}
-		if e.deps, err = app.New(ctx, cfg, itAWS, quiet, itStack.DynamoDBOptions()); err != nil {
-			closeErr = err
-			return
-		}
-		e.deps.SetClock(e.clock.Now)
-		b := e.deps.Billing
-		b.FanoutPage = 3
-		e.store = &lagStore{Store: b.Store}
-		e.queue = &failQueue{Queue: b.Queue}
-		e.usage = &traceUsage{UsageSource: b.Usage, calls: map[string][]string{}}
-		b.Store, b.Queue, b.Usage = e.store, e.queue, e.usage
-		b.Fault = func(stage, _ string) error {
-			if _, ok := e.fail.Load(stage); ok {
-				return errors.New("injected persistent failure at " + stage)
+		e := &closeEnvT{}
+		if e.billedServer, closeErr = startBilledServer("cms-it-close-", "cms-it-close-exports-", closeMaxReceives, func(d *app.Deps) {
+			b := d.Billing
+			b.FanoutPage = 3
+			e.store = &lagStore{Store: b.Store}
+			e.queue = &failQueue{Queue: b.Queue}
+			e.usage = &traceUsage{UsageSource: b.Usage, calls: map[string][]string{}}
+			b.Store, b.Queue, b.Usage = e.store, e.queue, e.usage
+			b.Fault = func(stage, _ string) error {
+				if _, ok := e.fail.Load(stage); ok {
+					return errors.New("injected persistent failure at " + stage)
+				}
+				return nil
 			}
-			return nil
+		}); closeErr == nil {
+			closeEnv = e
 		}
-		rn, err := runner.New(e.deps)
-		if err != nil {
-			closeErr = err
-			return
-		}
-		e.srv = httptest.NewServer(rn)
-		feeders.NewSQS(e.sqs, q.URL, q.ARN, e.deps.BillingWorker().Handle, feeders.SQSOptions{Concurrency: 4,
-			VisibilityTimeout: time.Second, Region: itAWS.Region, Log: quiet, Detach: true}).Start(ctx)
-		closeEnv = e
 	})
 	if closeErr != nil {
 		t.Fatal("close server:", closeErr)
 	}
 	return closeEnv
-}
-
-func (e *closeEnvT) admin(t *testing.T) client {
-	c := admin(t)
-	c.base = e.srv.URL
-	return c
 }
 
 // runState is a run with its close (runOut and closedAt).
@@ -254,17 +208,17 @@ func (e *closeEnvT) waitIdle(t *testing.T) int {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for idle := 0; idle < 2; {
-		if e.depth(t, e.mainQ) == 0 {
+		if e.depth(t, e.billingQ.URL) == 0 {
 			idle++
 		} else {
 			idle = 0
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the billing queue still holds %d messages", e.depth(t, e.mainQ))
+			t.Fatalf("the billing queue still holds %d messages", e.depth(t, e.billingQ.URL))
 		}
 		time.Sleep(time.Second)
 	}
-	return e.depth(t, e.dlq)
+	return e.depth(t, e.billingQ.DLQURL)
 }
 
 // export returns an export's bytes and version ("" when it does not exist).

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http/httptest"
 	"sort"
 	"strings"
 	"sync"
@@ -15,41 +14,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/channelbilling/cms/local/feeders"
-	"github.com/channelbilling/cms/local/runner"
 	"github.com/channelbilling/cms/shared/app"
-	"github.com/channelbilling/cms/shared/ids"
 )
 
-// testClock is the clock of the billing test server: zero means the real time. Catalog data
-// effective in past periods is created by moving it back (the services refuse dates before
-// the current period, as they must). Every step of a billing test sets it, so that none
-// depends on the day the suite runs.
-type testClock struct {
-	mu sync.Mutex
-	at time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.at.IsZero() {
-		return time.Now().UTC()
-	}
-	return c.at
-}
-
-func (c *testClock) Set(t time.Time) { c.mu.Lock(); c.at = t; c.mu.Unlock() }
-
 type billingEnvT struct {
-	deps   *app.Deps
-	srv    *httptest.Server
-	clock  *testClock
-	s3     *s3.Client
-	bucket string
+	*billedServer
 	faults sync.Map // tenant id -> stage to fail once
 }
 
@@ -65,37 +35,10 @@ var (
 func billingServer(t *testing.T) *billingEnvT {
 	t.Helper()
 	billingOnce.Do(func() {
-		ctx := context.Background()
-		e := &billingEnvT{clock: &testClock{}}
-		cfg := deps.Config
-		suffix := strings.ToLower(ids.New("b")[2:])
-		cfg.BillingQueue, cfg.ExportsBucket = "cms-it-billing-"+suffix, "cms-it-exports-"+suffix
-		sqsc := sqs.NewFromConfig(itAWS)
-		q, err := feeders.EnsureQueue(ctx, sqsc, cfg.BillingQueue, cfg.BillingQueue+"-dlq", 5, 30*time.Second)
-		if err != nil {
-			billingErr = err
-			return
-		}
-		e.s3, e.bucket = s3.NewFromConfig(itAWS, app.S3Options(itAWS)), cfg.ExportsBucket
-		if _, err := e.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(e.bucket)}); err != nil {
-			billingErr = err
-			return
-		}
-		// Versioned, so that a test can tell a rewrite of an export from the file left there
-		// before (the bytes of a deterministic rewrite are the same).
-		if _, err := e.s3.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(e.bucket),
-			VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}}); err != nil {
-			billingErr = err
-			return
-		}
-		if e.deps, err = app.New(ctx, cfg, itAWS, quiet, itStack.DynamoDBOptions()); err != nil {
-			billingErr = err
-			return
-		}
-		e.deps.SetClock(e.clock.Now)
+		e := &billingEnvT{}
 		// A fault fails the tenant's message once at its stage; a stage ending in "*" fails it
 		// at every delivery until the test removes it.
-		e.deps.Billing.Fault = func(stage, tenant string) error {
+		fault := func(stage, tenant string) error {
 			v, ok := e.faults.Load(tenant)
 			if !ok {
 				return nil
@@ -109,26 +52,16 @@ func billingServer(t *testing.T) *billingEnvT {
 			}
 			return nil
 		}
-		rn, err := runner.New(e.deps)
-		if err != nil {
-			billingErr = err
-			return
+		if e.billedServer, billingErr = startBilledServer("cms-it-billing-", "cms-it-exports-", 5, func(d *app.Deps) {
+			d.Billing.Fault = fault
+		}); billingErr == nil {
+			billingEnv = e
 		}
-		e.srv = httptest.NewServer(rn)
-		feeders.NewSQS(sqsc, q.URL, q.ARN, e.deps.BillingWorker().Handle, feeders.SQSOptions{Concurrency: 4,
-			VisibilityTimeout: time.Second, Region: itAWS.Region, Log: quiet, Detach: true}).Start(ctx)
-		billingEnv = e
 	})
 	if billingErr != nil {
 		t.Fatal("billing server:", billingErr)
 	}
 	return billingEnv
-}
-
-func (e *billingEnvT) admin(t *testing.T) client {
-	c := admin(t)
-	c.base = e.srv.URL
-	return c
 }
 
 type moneyOut struct {

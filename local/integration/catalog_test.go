@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/channelbilling/cms/local/runner"
 	"github.com/channelbilling/cms/shared/app"
 	"github.com/channelbilling/cms/shared/catalog"
 	"github.com/channelbilling/cms/shared/hierarchy"
@@ -50,21 +49,12 @@ func clockedServer(tb testing.TB) *clockedAPI {
 	tb.Helper()
 	clockedOnce.Do(func() {
 		api := &clockedAPI{hooks: map[string]*readHook{}}
-		d, err := app.New(context.Background(), deps.Config, itAWS, quiet, itStack.DynamoDBOptions())
-		if err != nil {
-			clockedErr = err
-			return
+		if _, api.srv, clockedErr = newClockedServer(deps.Config, api.now, func(d *app.Deps) {
+			d.Subscriptions.Entities = hookedEntities{next: d.Subscriptions.Entities, api: api}
+			d.Subscriptions.Plans = hookedPlans{next: d.Subscriptions.Plans, api: api}
+		}); clockedErr == nil {
+			clocked = api
 		}
-		d.SetClock(api.now)
-		d.Subscriptions.Entities = hookedEntities{next: d.Subscriptions.Entities, api: api}
-		d.Subscriptions.Plans = hookedPlans{next: d.Subscriptions.Plans, api: api}
-		rn, err := runner.New(d)
-		if err != nil {
-			clockedErr = err
-			return
-		}
-		api.srv = httptest.NewServer(rn)
-		clocked = api
 	})
 	if clockedErr != nil {
 		tb.Fatal("clocked server:", clockedErr)
