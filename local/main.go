@@ -18,13 +18,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
-	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/channelbilling/cms/local/emulator"
 	"github.com/channelbilling/cms/local/feeders"
+	"github.com/channelbilling/cms/local/platform"
 	"github.com/channelbilling/cms/local/runner"
 	"github.com/channelbilling/cms/local/streams"
 	"github.com/channelbilling/cms/shared/app"
@@ -130,22 +127,16 @@ func run() error {
 	return srv.Shutdown(shutdown)
 }
 
-// startOutbox publishes the outbox the way the deployed publisher function does: it creates the
-// event bus when missing and polls the table's stream into the handler that function runs
-// (docs/events.md). A fresh emulator table (DynamoDB Local, LocalStack) is read from its start;
-// a table that may hold older records (AWS_ENDPOINT_URL, CMS_USE_AWS) from the records written
-// from now on. The returned stop ends the polling.
+// startOutbox publishes the outbox the way the deployed publisher function does
+// (platform.StartOutbox, docs/events.md). A fresh emulator table (DynamoDB Local, LocalStack) is
+// read from its start; a table that may hold older records (AWS_ENDPOINT_URL, CMS_USE_AWS) from
+// the records written from now on. The returned stop ends the polling.
 func startOutbox(ctx context.Context, stack *emulator.Stack, awsCfg aws.Config, cfg app.Config, deps *app.Deps) (func(), error) {
-	if err := streams.EnsureBus(ctx, eventbridge.NewFromConfig(awsCfg), cfg.EventBus); err != nil {
-		return nil, err
-	}
 	from := streams.TrimHorizon
 	if stack.Mode != emulator.ModeLocal && stack.Mode != emulator.ModeLocalStack {
 		from = streams.Latest
 	}
-	pub := app.NewPublisher(cfg, awsCfg, deps.Log)
-	stop, err := streams.StartOutbox(ctx, deps.Store.Table(), dynamodbstreams.NewFromConfig(awsCfg, stack.DynamoDBStreamsOptions()),
-		pub.Handle, streams.Options{StartingPosition: from, Log: deps.Log})
+	stop, err := platform.StartOutbox(ctx, stack, awsCfg, cfg, deps, from)
 	if err != nil {
 		return nil, err
 	}
@@ -155,22 +146,13 @@ func startOutbox(ctx context.Context, stack *emulator.Stack, awsCfg aws.Config, 
 
 // startBilling plays the billing infrastructure: it creates the billing queue (with its
 // dead-letter queue) and the exports bucket, feeds the queue to the billing worker's handler
-// like the Lambda event source mapping, and sends {"kind":"start"} at 00:05 UTC on the 1st like
-// the EventBridge Scheduler schedule. The returned stop ends both.
+// like the Lambda event source mapping (platform.StartBilling), and sends {"kind":"start"} at
+// 00:05 UTC on the 1st like the EventBridge Scheduler schedule. The returned stop ends both.
 func startBilling(ctx context.Context, awsCfg aws.Config, cfg app.Config, deps *app.Deps) (func(), error) {
-	sqsc := sqs.NewFromConfig(awsCfg)
-	q, err := feeders.EnsureQueue(ctx, sqsc, cfg.BillingQueue, cfg.BillingQueue+"-dlq", 5, 30*time.Second)
+	stopFeed, err := platform.StartBilling(ctx, awsCfg, cfg, deps, 8, 5*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	s3c := s3.NewFromConfig(awsCfg, app.S3Options(awsCfg))
-	if _, err := s3c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(cfg.ExportsBucket)}); err != nil {
-		if _, err := s3c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(cfg.ExportsBucket)}); err != nil {
-			return nil, fmt.Errorf("exports bucket %s: %w", cfg.ExportsBucket, err)
-		}
-	}
-	stopFeed := feeders.NewSQS(sqsc, q.URL, q.ARN, deps.BillingWorker().Handle, feeders.SQSOptions{Concurrency: 8,
-		VisibilityTimeout: 5 * time.Second, Region: awsCfg.Region, Log: deps.Log, Detach: true}).Start(ctx)
 	sctx, cancel := context.WithCancel(ctx)
 	go func() {
 		for {
@@ -195,7 +177,8 @@ func startBilling(ctx context.Context, awsCfg aws.Config, cfg app.Config, deps *
 
 // startUsage runs the usage channels the way their event sources do in AWS: it creates the
 // usage queue (with its dead-letter queue), stream and bucket when missing, and feeds the queue,
-// the stream and the bucket's notifications to the usage functions' handlers (local/feeders).
+// the stream and the bucket's notifications to the usage functions' handlers
+// (platform.StartUsage).
 // It writes the state file the dead-letter CLI reads. The returned stop ends the feeding.
 func startUsage(ctx context.Context, stack *emulator.Stack, awsCfg aws.Config, cfg app.Config, deps *app.Deps) (func(), error) {
 	if stack.Mode == emulator.ModeAWS {
@@ -204,21 +187,12 @@ func startUsage(ctx context.Context, stack *emulator.Stack, awsCfg aws.Config, c
 		fmt.Println("» usage: real AWS: the deployed event sources feed the usage functions; nothing is fed from here")
 		return func() {}, nil
 	}
-	clients := feeders.NewClients(awsCfg)
 	const visibility = 180 * time.Second // as the deployed queue: six times the consumer's timeout
-	res, err := feeders.EnsureUsage(ctx, clients, cfg, visibility)
+	u, err := platform.StartUsage(ctx, stack, awsCfg, cfg, deps, visibility)
 	if err != nil {
 		return nil, err
 	}
-	consumers, err := app.NewUsageConsumers(ctx, cfg, awsCfg, deps.Log, stack.DynamoDBOptions())
-	if err != nil {
-		return nil, err
-	}
-	stop, err := feeders.StartUsage(ctx, clients, res, consumers, feeders.Options{Log: deps.Log,
-		Queue: feeders.SQSOptions{VisibilityTimeout: visibility}, Stream: feeders.KinesisOptions{Latest: stack.Mode != emulator.ModeLocal}})
-	if err != nil {
-		return nil, err
-	}
+	res, stop := u.Resources, u.Stop
 	remove, err := feeders.WriteState(feeders.State{AWSEndpoint: stack.AWSEndpoint, DynamoDBEndpoint: stack.DynamoDBEndpoint,
 		Region: awsCfg.Region, Table: cfg.Table, UsageQueueURL: res.QueueURL, UsageDLQURL: res.DLQURL, UsageBucket: res.Bucket, UsageStream: res.Stream})
 	if err != nil {

@@ -2,10 +2,10 @@
 // local stack, then a readable report.
 //
 // It starts its own emulators (DynamoDB Local and moto, or AWS_ENDPOINT_URL / CMS_USE_AWS like
-// `make local`) with a table, event bus, queues and buckets of its own; publishes the outbox
-// from the table's stream; feeds the usage queue, stream and file drops to the usage functions'
-// handlers (local/feeders) and the billing queue to the billing worker (local/feeders too); and
-// serves the API through the same runner as `make local`, on a free port. Then, over HTTP as the
+// `make local`) with a table, event bus, queues and buckets of its own; through local/platform,
+// as `make local` does, publishes the outbox from the table's stream, feeds the usage queue,
+// stream and file drops to the usage functions' handlers and the billing queue to the billing
+// worker; and serves the API through the same runner as `make local`, on a free port. Then, over HTTP as the
 // platform admin, it builds a channel (a distributor, two partners, four tenants, two plans on
 // two SKUs, subscriptions), pushes usage through the API, the SQS queue and an S3 file drop,
 // bills the last closed month, waits for the run, the commission run and the exports, and
@@ -34,18 +34,16 @@ import (
 	"os/signal"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
-	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/channelbilling/cms/local/emulator"
 	"github.com/channelbilling/cms/local/feeders"
+	"github.com/channelbilling/cms/local/platform"
 	"github.com/channelbilling/cms/local/runner"
 	"github.com/channelbilling/cms/local/streams"
 	"github.com/channelbilling/cms/shared/app"
@@ -67,25 +65,6 @@ func main() {
 	fmt.Printf("» done in %s; everything the demo started is stopped\n", time.Since(start).Round(100*time.Millisecond))
 }
 
-// clock is the demo services' clock: zero means the real time.
-type clock struct {
-	mu sync.Mutex
-	at time.Time
-}
-
-// Now returns the clock's time.
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.at.IsZero() {
-		return time.Now().UTC()
-	}
-	return c.at
-}
-
-// Set moves the clock (zero: back to the real time).
-func (c *clock) Set(t time.Time) { c.mu.Lock(); c.at = t; c.mu.Unlock() }
-
 func step(format string, args ...any) { fmt.Printf("» "+format+"\n", args...) }
 
 // stack is what the demo started; close stops it all, newest first.
@@ -102,7 +81,7 @@ func (s *stack) close() {
 // env is the running platform: its dependencies, the API's address and the channels' resources.
 type env struct {
 	deps   *app.Deps
-	clock  *clock
+	clock  *platform.Clock
 	api    *api
 	usage  feeders.Resources
 	cli    feeders.Clients
@@ -167,48 +146,29 @@ func startPlatform(ctx context.Context, st *stack) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &env{deps: deps, clock: &clock{}, s3: s3.NewFromConfig(awsCfg, app.S3Options(awsCfg)), bucket: cfg.ExportsBucket}
+	e := &env{deps: deps, clock: &platform.Clock{}, s3: s3.NewFromConfig(awsCfg, app.S3Options(awsCfg)), bucket: cfg.ExportsBucket}
 	deps.SetClock(e.clock.Now)
 	step("table %s created", cfg.Table)
 
-	// Outbox: the table's stream to the event bus, as the publisher function does.
-	if err := streams.EnsureBus(ctx, eventbridge.NewFromConfig(awsCfg), cfg.EventBus); err != nil {
-		return nil, fmt.Errorf("event bus: %w", err)
-	}
-	pub := app.NewPublisher(cfg, awsCfg, quiet)
-	stopOutbox, err := streams.StartOutbox(ctx, deps.Store.Table(), dynamodbstreams.NewFromConfig(awsCfg, emu.DynamoDBStreamsOptions()),
-		pub.Handle, streams.Options{StartingPosition: streams.TrimHorizon, Log: quiet})
+	// The same plumbing as `make local` (local/platform), on the demo's own fresh table, bus,
+	// queues and buckets: the outbox from the stream's start, the usage channels, the billing
+	// queue fed to the worker (no monthly schedule: the demo starts its run).
+	stopOutbox, err := platform.StartOutbox(ctx, emu, awsCfg, cfg, deps, streams.TrimHorizon)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
 	st.add(stopOutbox)
-
-	// Usage channels: queue, stream and file drops fed to the usage functions' handlers.
-	e.cli = feeders.NewClients(awsCfg)
-	if e.usage, err = feeders.EnsureUsage(ctx, e.cli, cfg, 30*time.Second); err != nil {
-		return nil, fmt.Errorf("usage resources: %w", err)
-	}
-	consumers, err := app.NewUsageConsumers(ctx, cfg, awsCfg, quiet, emu.DynamoDBOptions())
+	u, err := platform.StartUsage(ctx, emu, awsCfg, cfg, deps, 30*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	stopUsage, err := feeders.StartUsage(ctx, e.cli, e.usage, consumers, feeders.Options{Log: quiet,
-		Queue: feeders.SQSOptions{VisibilityTimeout: 30 * time.Second}, Stream: feeders.KinesisOptions{Latest: emu.Mode != emulator.ModeLocal}})
+	st.add(u.Stop)
+	e.cli, e.usage = u.Clients, u.Resources
+	stopBilling, err := platform.StartBilling(ctx, awsCfg, cfg, deps, 4, 2*time.Second)
 	if err != nil {
-		return nil, fmt.Errorf("usage feeders: %w", err)
+		return nil, fmt.Errorf("billing: %w", err)
 	}
-	st.add(stopUsage)
-
-	// Billing: the queue fed to the billing worker, the exports bucket.
-	q, err := feeders.EnsureQueue(ctx, e.cli.SQS, cfg.BillingQueue, cfg.BillingQueue+"-dlq", 5, 30*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := e.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(cfg.ExportsBucket)}); err != nil {
-		return nil, fmt.Errorf("exports bucket: %w", err)
-	}
-	st.add(feeders.NewSQS(e.cli.SQS, q.URL, q.ARN, deps.BillingWorker().Handle, feeders.SQSOptions{Concurrency: 4,
-		VisibilityTimeout: 2 * time.Second, Region: awsCfg.Region, Log: quiet, Detach: true}).Start(ctx))
+	st.add(stopBilling)
 	step("event bus, usage queue/stream/bucket and billing queue ready, fed to their functions' handlers")
 
 	const email, password = "demo-admin@example.com", "demo-admin-password"

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/channelbilling/cms/local/feeders"
+	"github.com/channelbilling/cms/local/platform"
 	"github.com/channelbilling/cms/local/runner"
 	"github.com/channelbilling/cms/shared/app"
 	"github.com/channelbilling/cms/shared/ids"
@@ -42,32 +42,14 @@ func newClockedServer(cfg app.Config, now func() time.Time, prepare func(*app.De
 	return d, httptest.NewServer(rn), nil
 }
 
-// testClock is the clock of the billing test servers: zero means the real time. Catalog data
-// effective in past periods is created by moving it back (the services refuse dates before
-// the current period, as they must). Every step of a billing test sets it, so that none
-// depends on the day the suite runs.
-type testClock struct {
-	mu sync.Mutex
-	at time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.at.IsZero() {
-		return time.Now().UTC()
-	}
-	return c.at
-}
-
-func (c *testClock) Set(t time.Time) { c.mu.Lock(); c.at = t; c.mu.Unlock() }
-
 // billedServer is a clocked API server with a billing queue (and its dead-letter queue) fed to
 // its billing worker like Lambda's event source, and a versioned exports bucket, of its own.
+// Catalog data effective in past periods is created by moving its clock back (the services
+// refuse dates before the current period, as they must).
 type billedServer struct {
 	deps     *app.Deps
 	srv      *httptest.Server
-	clock    *testClock
+	clock    *platform.Clock // zero: the real time; every step of a billing test sets it
 	sqs      *sqs.Client
 	billingQ feeders.Queue
 	s3       *s3.Client
@@ -79,7 +61,7 @@ type billedServer struct {
 // maxReceive-th delivery. prepare is newClockedServer's; the worker starts after it.
 func startBilledServer(queuePrefix, bucketPrefix string, maxReceive int, prepare func(*app.Deps)) (*billedServer, error) {
 	ctx := context.Background()
-	e := &billedServer{clock: &testClock{}, sqs: sqs.NewFromConfig(itAWS), s3: s3.NewFromConfig(itAWS, app.S3Options(itAWS))}
+	e := &billedServer{clock: &platform.Clock{}, sqs: sqs.NewFromConfig(itAWS), s3: s3.NewFromConfig(itAWS, app.S3Options(itAWS))}
 	cfg := deps.Config
 	suffix := strings.ToLower(ids.New("b")[2:])
 	cfg.BillingQueue, cfg.ExportsBucket = queuePrefix+suffix, bucketPrefix+suffix
