@@ -93,11 +93,7 @@ func wireUsageFiles(s *CmsStack, fn awslambda.Function) {
 // newBillingQueue defines the billing work queue and its dead-letter queue: a message failing 5
 // times (a tenant whose invoice cannot be computed) moves to the DLQ, alarmed on.
 func (s *CmsStack) newBillingQueue() {
-	s.BillingDLQ = awssqs.NewQueue(s.Stack, jsii.String("BillingDeadLetters"), &awssqs.QueueProps{
-		RetentionPeriod: awscdk.Duration_Days(jsii.Number(14)),
-		Encryption:      awssqs.QueueEncryption_SQS_MANAGED,
-		EnforceSSL:      jsii.Bool(true),
-	})
+	s.BillingDLQ = s.deadLetterQueue("BillingDeadLetters", "Billing messages failed 5 times (a run stays running): fix the cause, then start the run again or redrive.")
 	s.BillingQueue = awssqs.NewQueue(s.Stack, jsii.String("BillingQueue"), &awssqs.QueueProps{
 		VisibilityTimeout: awscdk.Duration_Seconds(jsii.Number(6 * BillingWorkerTimeout.Seconds())),
 		RetentionPeriod:   awscdk.Duration_Days(jsii.Number(4)),
@@ -106,7 +102,6 @@ func (s *CmsStack) newBillingQueue() {
 		EnforceSSL:      jsii.Bool(true),
 		DeadLetterQueue: &awssqs.DeadLetterQueue{Queue: s.BillingDLQ, MaxReceiveCount: jsii.Number(5)},
 	})
-	s.alarmOnDepth("BillingDeadLettersDepth", s.BillingDLQ, "Billing messages failed 5 times (a run stays running): fix the cause, then start the run again or redrive.")
 }
 
 // newBillingSchedule starts the monthly run: an EventBridge Scheduler schedule sends

@@ -684,11 +684,7 @@ var gatewayResponses = []GatewayResponse{
 // the usage bucket (named by its fixed name, UsageBucketName) and the exports bucket.
 func (s *CmsStack) newUsageIngestion(stackName string) {
 	stack := s.Stack
-	s.UsageDLQ = awssqs.NewQueue(stack, jsii.String("UsageDeadLetters"), &awssqs.QueueProps{
-		RetentionPeriod: awscdk.Duration_Days(jsii.Number(14)),
-		Encryption:      awssqs.QueueEncryption_SQS_MANAGED,
-		EnforceSSL:      jsii.Bool(true),
-	})
+	s.UsageDLQ = s.deadLetterQueue("UsageDeadLetters", "Usage records are waiting in the dead-letter queue: inspect and redrive them.")
 	s.UsageQueue = awssqs.NewQueue(stack, jsii.String("UsageQueue"), &awssqs.QueueProps{
 		// Six times the consumer's timeout, as Lambda's SQS event source recommends.
 		VisibilityTimeout: awscdk.Duration_Seconds(jsii.Number(180)),
@@ -697,7 +693,6 @@ func (s *CmsStack) newUsageIngestion(stackName string) {
 		EnforceSSL:        jsii.Bool(true),
 		DeadLetterQueue:   &awssqs.DeadLetterQueue{Queue: s.UsageDLQ, MaxReceiveCount: jsii.Number(5)},
 	})
-	s.alarmOnDepth("UsageDeadLettersDepth", s.UsageDLQ, "Usage records are waiting in the dead-letter queue: inspect and redrive them.")
 
 	// One provisioned shard (1 MB/s or 1,000 records/s in) costs less at rest than on-demand
 	// mode; docs/deploy.md has the figures. Records live 24 h; the stream goes with the stack.
@@ -729,6 +724,19 @@ func (s *CmsStack) newUsageIngestion(stackName string) {
 	s.Exports = bucket("ExportsBucket", true, nil)
 }
 
+// deadLetterQueue defines the dead-letter queue id (SSE-SQS, TLS only, messages kept 14 days,
+// SQS's most: the time to inspect and redrive them) and its alarm id+"Depth", described by desc,
+// raised as soon as the queue holds a message.
+func (s *CmsStack) deadLetterQueue(id, desc string) awssqs.Queue {
+	q := awssqs.NewQueue(s.Stack, jsii.String(id), &awssqs.QueueProps{
+		RetentionPeriod: awscdk.Duration_Days(jsii.Number(14)),
+		Encryption:      awssqs.QueueEncryption_SQS_MANAGED,
+		EnforceSSL:      jsii.Bool(true),
+	})
+	s.alarmOnDepth(id+"Depth", q, desc)
+	return q
+}
+
 // alarmOnDepth alarms as soon as a dead-letter queue holds a message.
 func (s *CmsStack) alarmOnDepth(id string, q awssqs.Queue, desc string) {
 	a := awscloudwatch.NewAlarm(s.Stack, jsii.String(id), &awscloudwatch.AlarmProps{
@@ -748,27 +756,30 @@ func (s *CmsStack) alarmOnDepth(id string, q awssqs.Queue, desc string) {
 // still failing after 10 retries is described in PublisherDLQ and alarmed on, and the stream moves
 // on (the outbox item stays in the table for 7 days).
 func wirePublisher(s *CmsStack, fn awslambda.Function) {
-	s.PublisherDLQ = awssqs.NewQueue(s.Stack, jsii.String("PublisherDeadLetters"), &awssqs.QueueProps{
-		RetentionPeriod: awscdk.Duration_Days(jsii.Number(14)),
-		Encryption:      awssqs.QueueEncryption_SQS_MANAGED,
-		EnforceSSL:      jsii.Bool(true),
-	})
-	s.alarmOnDepth("PublisherDeadLettersDepth", s.PublisherDLQ, "The outbox publisher gave up on stream records: events were not published.")
+	s.PublisherDLQ = s.deadLetterQueue("PublisherDeadLetters", "The outbox publisher gave up on stream records: events were not published.")
+	s.feedTableStream(fn, s.PublisherDLQ, &[]*map[string]interface{}{awslambda.FilterCriteria_Filter(&map[string]interface{}{
+		"eventName": awslambda.FilterRule_IsEqual(jsii.String("INSERT")),
+		"dynamodb": map[string]interface{}{"NewImage": map[string]interface{}{
+			"Kind": map[string]interface{}{"S": awslambda.FilterRule_IsEqual(jsii.String("event"))},
+		}},
+	})})
+	s.Bus.GrantPutEventsTo(fn, nil)
+}
+
+// feedTableStream feeds fn the records of the table's stream that filters select, as both
+// stream consumers (publisher, usagekeys) want them: from the oldest record, 100 a batch,
+// reporting partial batch failures, halving a failing batch to isolate the bad record, and after
+// 10 retries a description of the batch to dlq, the stream moving on.
+func (s *CmsStack) feedTableStream(fn awslambda.Function, dlq awssqs.IQueue, filters *[]*map[string]interface{}) {
 	fn.AddEventSource(awslambdaeventsources.NewDynamoEventSource(s.Table, &awslambdaeventsources.DynamoEventSourceProps{
 		StartingPosition:        awslambda.StartingPosition_TRIM_HORIZON,
 		BatchSize:               jsii.Number(100),
 		ReportBatchItemFailures: jsii.Bool(true),
 		BisectBatchOnError:      jsii.Bool(true),
 		RetryAttempts:           jsii.Number(10),
-		OnFailure:               awslambdaeventsources.NewSqsDlq(s.PublisherDLQ),
-		Filters: &[]*map[string]interface{}{awslambda.FilterCriteria_Filter(&map[string]interface{}{
-			"eventName": awslambda.FilterRule_IsEqual(jsii.String("INSERT")),
-			"dynamodb": map[string]interface{}{"NewImage": map[string]interface{}{
-				"Kind": map[string]interface{}{"S": awslambda.FilterRule_IsEqual(jsii.String("event"))},
-			}},
-		})},
+		OnFailure:               awslambdaeventsources.NewSqsDlq(dlq),
+		Filters:                 filters,
 	}))
-	s.Bus.GrantPutEventsTo(fn, nil)
 }
 
 // ConfigEnv renders a configuration as the environment app.FromEnv reads: FromEnv of the result

@@ -5,8 +5,6 @@ import (
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
-	"github.com/aws/aws-cdk-go/awscdk/v2/awslambdaeventsources"
-	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/channelbilling/cms/shared/keyprovisioner"
@@ -53,21 +51,8 @@ func apigatewayArn(path string) *string {
 // narrowed to this stack's keys in IAM; the function deletes only keys named after its prefix
 // (and, in a sync, only those whose value it derived).
 func wireUsageKeys(s *CmsStack, fn awslambda.Function) {
-	s.UsageKeysDLQ = awssqs.NewQueue(s.Stack, jsii.String("UsageKeysDeadLetters"), &awssqs.QueueProps{
-		RetentionPeriod: awscdk.Duration_Days(jsii.Number(14)),
-		Encryption:      awssqs.QueueEncryption_SQS_MANAGED,
-		EnforceSSL:      jsii.Bool(true),
-	})
-	s.alarmOnDepth("UsageKeysDeadLettersDepth", s.UsageKeysDLQ, "The usagekeys function gave up on stream records: run make sync-usage-keys, then inspect the queue.")
-	fn.AddEventSource(awslambdaeventsources.NewDynamoEventSource(s.Table, &awslambdaeventsources.DynamoEventSourceProps{
-		StartingPosition:        awslambda.StartingPosition_TRIM_HORIZON,
-		BatchSize:               jsii.Number(100),
-		ReportBatchItemFailures: jsii.Bool(true),
-		BisectBatchOnError:      jsii.Bool(true),
-		RetryAttempts:           jsii.Number(10),
-		OnFailure:               awslambdaeventsources.NewSqsDlq(s.UsageKeysDLQ),
-		Filters:                 usageKeysFilters(),
-	}))
+	s.UsageKeysDLQ = s.deadLetterQueue("UsageKeysDeadLetters", "The usagekeys function gave up on stream records: run make sync-usage-keys, then inspect the queue.")
+	s.feedTableStream(fn, s.UsageKeysDLQ, usageKeysFilters())
 	fn.AddEnvironment(jsii.String(keyprovisioner.EnvKeyPrefix), jsii.String(s.UsageKeyPrefix), nil)
 	var plans, planKeys []*string
 	for _, t := range Tiers {
