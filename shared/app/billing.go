@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -301,13 +300,9 @@ func NewBillingWorker(cfg Config, awsCfg aws.Config, log *slog.Logger, ddbOpts .
 // from the environment, AWS credentials from the default chain. It fails fast on bad
 // configuration.
 func BillingWorkerFromLambdaEnv(ctx context.Context) (*Deps, error) {
-	cfg, err := FromEnv()
+	cfg, awsCfg, err := lambdaEnv(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("configuration: %w", err)
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("aws configuration: %w", err)
+		return nil, err
 	}
 	return NewBillingWorker(cfg, awsCfg, NewLogger(cfg.LogLevel))
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 )
 
@@ -14,15 +15,26 @@ import (
 // AWS credentials from the default chain (AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_DYNAMODB are
 // honoured by the SDK). It fails fast on bad configuration.
 func FromLambdaEnv(ctx context.Context) (*Deps, error) {
+	cfg, awsCfg, err := lambdaEnv(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return New(ctx, cfg, awsCfg, NewLogger(cfg.LogLevel))
+}
+
+// lambdaEnv reads what every function reads at start: the configuration from the environment
+// (FromEnv) and the AWS configuration from the default chain (AWS_ENDPOINT_URL and
+// AWS_ENDPOINT_URL_DYNAMODB are honoured by the SDK). It fails on bad configuration.
+func lambdaEnv(ctx context.Context) (Config, aws.Config, error) {
 	cfg, err := FromEnv()
 	if err != nil {
-		return nil, fmt.Errorf("configuration: %w", err)
+		return cfg, aws.Config{}, fmt.Errorf("configuration: %w", err)
 	}
 	awsCfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("aws configuration: %w", err)
+		return cfg, awsCfg, fmt.Errorf("aws configuration: %w", err)
 	}
-	return New(ctx, cfg, awsCfg, NewLogger(cfg.LogLevel))
+	return cfg, awsCfg, nil
 }
 
 // HTTPFunction builds the Lambda handler of an HTTP function (see routes.HTTPFunctions) from the

@@ -2,11 +2,9 @@ package app
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 
 	"github.com/channelbilling/cms/shared/publisher"
@@ -22,13 +20,9 @@ func NewPublisher(cfg Config, awsCfg aws.Config, log *slog.Logger, optFns ...fun
 // PublisherFromLambdaEnv builds the publisher function's handler: configuration from the
 // environment, AWS credentials from the default chain. It fails fast on bad configuration.
 func PublisherFromLambdaEnv(ctx context.Context) (*publisher.Publisher, error) {
-	cfg, err := FromEnv()
+	cfg, awsCfg, err := lambdaEnv(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("configuration: %w", err)
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("aws configuration: %w", err)
+		return nil, err
 	}
 	return NewPublisher(cfg, awsCfg, NewLogger(cfg.LogLevel)), nil
 }

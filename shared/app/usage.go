@@ -8,7 +8,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -87,13 +86,9 @@ func NewUsageConsumers(ctx context.Context, cfg Config, awsCfg aws.Config, log *
 // UsageFromLambdaEnv builds the usage consumers of a Lambda function: configuration from the
 // environment, AWS credentials from the default chain. It fails fast on bad configuration.
 func UsageFromLambdaEnv(ctx context.Context) (*UsageConsumers, error) {
-	cfg, err := FromEnv()
+	cfg, awsCfg, err := lambdaEnv(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("configuration: %w", err)
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("aws configuration: %w", err)
+		return nil, err
 	}
 	return NewUsageConsumers(ctx, cfg, awsCfg, NewLogger(cfg.LogLevel))
 }

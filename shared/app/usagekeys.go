@@ -9,7 +9,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/apigateway"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
@@ -45,17 +44,13 @@ func NewKeyProvisioner(ctx context.Context, cfg Config, pcfg keyprovisioner.Conf
 // (app.Config's variables and keyprovisioner's CMS_USAGE_KEY_PREFIX and CMS_USAGE_PLAN_*). It
 // fails fast on bad configuration.
 func KeyProvisionerFromLambdaEnv(ctx context.Context) (*keyprovisioner.Provisioner, error) {
-	cfg, err := FromEnv()
+	cfg, awsCfg, err := lambdaEnv(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("configuration: %w", err)
+		return nil, err
 	}
 	pcfg, err := keyprovisioner.ConfigFromEnv()
 	if err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("aws configuration: %w", err)
 	}
 	return NewKeyProvisioner(ctx, cfg, pcfg, awsCfg, NewLogger(cfg.LogLevel))
 }
