@@ -25,6 +25,9 @@ set -euo pipefail
 
 DDB_VERSIONS=${CMS_DYNAMODB_LOCAL_VERSIONS:-"3.3.1 3.1.0 3.0.0"}
 MOTO_VERSION=${CMS_MOTO_VERSION:-5.2.5}
+# moto's SQS can lose a message sent while another is deleted; patch-moto.py fixes it in the
+# virtualenv. Bumping this id re-applies the patch to an existing cache.
+MOTO_PATCH=sqs-delete-lock-1
 PYTHON=${CMS_PYTHON:-python3}
 # JVM flags for a fast start (see docs/local-emulators.md); the Go package uses the same.
 DDB_JAVA_OPTS=(-XX:TieredStopAtLevel=1 -XX:+UseSerialGC)
@@ -93,6 +96,9 @@ ddb_installed() {
 		[[ $(marker_value "$ddb_dir/.installed" spec) == "$DDB_VERSIONS" ]]
 }
 moto_installed() {
+	moto_spec_installed && [[ $(marker_value "$moto_dir/.installed" patch) == "$MOTO_PATCH" ]]
+}
+moto_spec_installed() {
 	((force == 0)) && [[ -f $moto_dir/.installed && -x $moto_dir/bin/moto_server ]] &&
 		[[ $(marker_value "$moto_dir/.installed" spec) == "moto[server]==$MOTO_VERSION" ]]
 }
@@ -340,6 +346,13 @@ install_moto() {
 		say "$tag moto $MOTO_VERSION already installed in $moto_dir"
 		return 0
 	fi
+	if moto_spec_installed; then
+		# Installed before the current patch existed: patch it in place.
+		"$moto_dir/bin/python" "$here/patch-moto.py" | sed "s/^/[emulators] $tag /" || die "$tag patching moto failed"
+		sed -i.bak '/^patch=/d' "$moto_dir/.installed" && rm -f "$moto_dir/.installed.bak"
+		echo "patch=$MOTO_PATCH" >>"$moto_dir/.installed"
+		return 0
+	fi
 	command -v "$PYTHON" >/dev/null 2>&1 || die "$tag $PYTHON not found: moto needs Python 3.9+"
 	local pyver
 	pyver=$("$PYTHON" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')
@@ -368,6 +381,7 @@ install_moto() {
 	fi
 	mv "$log" "$moto_dir/install.log"
 	log=$moto_dir/install.log
+	"$moto_dir/bin/python" "$here/patch-moto.py" | sed "s/^/[emulators] $tag /" || die "$tag patching moto failed"
 
 	local port
 	port=$(free_port)
@@ -395,6 +409,7 @@ install_moto() {
 	{
 		echo "spec=$spec"
 		echo "version=$MOTO_VERSION"
+		echo "patch=$MOTO_PATCH"
 		echo "python=$pyver"
 		echo "installed=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	} >"$moto_dir/.installed"
