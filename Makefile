@@ -23,14 +23,13 @@ test: go-test infra-check ## run the whole test suite (installs what it needs on
 go-test: emulators ## the Go tests of the platform, with the race detector, against the emulators
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-lint: ## gofmt, go vet, staticcheck and a go mod tidy check
+lint: ## gofmt, go vet, staticcheck and a go mod tidy check (both modules)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
 	$(GO) vet -tags localstack ./local/emulator
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
-	@cp go.mod /tmp/cms-go.mod.bak && cp go.sum /tmp/cms-go.sum.bak && $(GO) mod tidy && \
-	  if ! diff -q go.mod /tmp/cms-go.mod.bak >/dev/null || ! diff -q go.sum /tmp/cms-go.sum.bak >/dev/null; then \
-	    cp /tmp/cms-go.mod.bak go.mod; cp /tmp/cms-go.sum.bak go.sum; echo "go mod tidy would change go.mod/go.sum"; exit 1; fi
+	@$(GO) mod tidy -diff || { echo "go mod tidy would change go.mod/go.sum (above)"; exit 1; }
+	@cd infra && $(GO) mod tidy -diff || { echo "go mod tidy would change infra/go.mod/go.sum (above)"; exit 1; }
 
 .PHONY: help local demo bench-billing test go-test lint
 
