@@ -388,3 +388,119 @@ func TestIdempotencyKey(t *testing.T) {
 		t.Fatalf("got %s", conflict.raw)
 	}
 }
+
+// TestRenameShowsEverywhere renames a partner and a distributor and reads the new names where
+// other answers name them: children's parent (GET, list, the answers of updates) and users'
+// scope (GET, list, PUT, welcome). Names are resolved when the answer is made, never copied.
+func TestRenameShowsEverywhere(t *testing.T) {
+	a := admin(t)
+	d := create(t, a, "distributors", map[string]any{"name": uniq("D old")})
+	p := create(t, a, "partners", map[string]any{"name": uniq("P old"), "parent": parent("distributor", d.ID)})
+	sib := create(t, a, "partners", map[string]any{"name": uniq("Sibling"), "parent": parent("distributor", d.ID)})
+	tn := create(t, a, "tenants", map[string]any{"name": uniq("T"), "parent": parent("partner", p.ID)})
+	sibT := create(t, a, "tenants", map[string]any{"name": uniq("T sib"), "parent": parent("partner", sib.ID)})
+	if tn.Parent.Name != p.Name || p.Parent.Name != d.Name {
+		t.Fatalf("created with parents %+v and %+v", tn.Parent, p.Parent)
+	}
+	pu, pc := mkUser(t, a, "partner_viewer", p.ID)
+	du, _ := mkUser(t, a, "distributor_viewer", d.ID)
+	if pu.Scope.Name != p.Name || du.Scope.Name != d.Name {
+		t.Fatalf("created with scopes %+v and %+v", pu.Scope, du.Scope)
+	}
+	invited := struct{ ID string }{}
+	a.must(201, "POST", "/api/v1/users", map[string]any{"email": strings.ToLower(uniq("inv")) + "@example.test", "firstName": "I",
+		"lastName": "Nvited", "role": "partner_viewer", "scopeId": p.ID}, &invited)
+
+	// parentName checks GET path and every item of the list at listPath (which must list want).
+	parentName := func(t *testing.T, c client, getPath, listPath string, want map[string]string) {
+		t.Helper()
+		var one entity
+		c.must(200, "GET", getPath, nil, &one)
+		if one.Parent == nil || one.Parent.Name != want[one.ID] {
+			t.Errorf("GET %s: parent %+v, want name %q", getPath, one.Parent, want[one.ID])
+		}
+		var items []entity
+		c.must(200, "GET", listPath, nil, &items)
+		seen := 0
+		for _, e := range items {
+			if w, ok := want[e.ID]; ok {
+				seen++
+				if e.Parent == nil || e.Parent.Name != w {
+					t.Errorf("GET %s: %s has parent %+v, want name %q", listPath, e.ID, e.Parent, w)
+				}
+			}
+		}
+		if seen != len(want) {
+			t.Errorf("GET %s: listed %d of %v", listPath, seen, want)
+		}
+	}
+	scopeName := func(t *testing.T, want map[string]string, listPath string) {
+		t.Helper()
+		for id, w := range want {
+			var u user
+			a.must(200, "GET", "/api/v1/users/"+id, nil, &u)
+			if u.Scope.Name != w {
+				t.Errorf("GET user %s: scope %+v, want name %q", id, u.Scope, w)
+			}
+		}
+		var us []user
+		a.must(200, "GET", listPath, nil, &us)
+		seen := 0
+		for _, u := range us {
+			if w, ok := want[u.ID]; ok {
+				seen++
+				if u.Scope.Name != w {
+					t.Errorf("GET %s: user %s has scope %+v, want name %q", listPath, u.ID, u.Scope, w)
+				}
+			}
+		}
+		if seen != len(want) {
+			t.Errorf("GET %s: listed %d of %v", listPath, seen, want)
+		}
+	}
+
+	t.Run("Partner", func(t *testing.T) {
+		newName := uniq("P new")
+		var renamed entity
+		a.must(200, "PUT", "/api/v1/partners/"+p.ID, map[string]any{"name": newName}, &renamed)
+		if renamed.Name != newName || renamed.Parent == nil || renamed.Parent.Name != d.Name {
+			t.Fatalf("PUT answer %+v", renamed)
+		}
+		want := map[string]string{tn.ID: newName}
+		parentName(t, a, "/api/v1/tenants/"+tn.ID, "/api/v1/tenants?parent="+p.ID, want)
+		// Seen from inside the renamed partner too, and in a list of tenants of several partners.
+		parentName(t, pc, "/api/v1/tenants/"+tn.ID, "/api/v1/tenants", want)
+		parentName(t, a, "/api/v1/tenants/"+sibT.ID, "/api/v1/tenants?parent="+d.ID+"&page_size=500",
+			map[string]string{tn.ID: newName, sibT.ID: sib.Name})
+		scopeName(t, map[string]string{pu.ID: newName, invited.ID: newName, du.ID: d.Name}, "/api/v1/users?scopeId="+d.ID)
+		// The answers of the writes on a user name its scope as it is now as well.
+		var u user
+		a.must(200, "PUT", "/api/v1/users/"+pu.ID, map[string]any{"mobile": "+32 2 000"}, &u)
+		if u.Scope.Name != newName {
+			t.Errorf("PUT user: scope %+v", u.Scope)
+		}
+		a.must(200, "POST", "/api/v1/users/"+invited.ID+"/welcome", nil, &u)
+		if u.Scope.Name != newName {
+			t.Errorf("welcome: scope %+v", u.Scope)
+		}
+	})
+	t.Run("Distributor", func(t *testing.T) {
+		newName := uniq("D new")
+		a.must(200, "PUT", "/api/v1/distributors/"+d.ID, map[string]any{"name": newName}, nil)
+		parentName(t, a, "/api/v1/partners/"+p.ID, "/api/v1/partners?parent="+d.ID,
+			map[string]string{p.ID: newName, sib.ID: newName})
+		// The partner's own user sees its partner under the new name too.
+		parentName(t, pc, "/api/v1/partners/"+p.ID, "/api/v1/partners", map[string]string{p.ID: newName})
+		scopeName(t, map[string]string{du.ID: newName}, "/api/v1/users?scopeId="+d.ID)
+		// Writes on a child answer with its parent's current name.
+		var got entity
+		a.must(200, "PUT", "/api/v1/partners/"+sib.ID+"/suspension", map[string]any{"suspended": true, "reason": "rename test"}, &got)
+		if got.Parent == nil || got.Parent.Name != newName {
+			t.Errorf("suspension answer: parent %+v", got.Parent)
+		}
+		a.must(201, "POST", "/api/v1/partners/"+sib.ID+"/markups", map[string]any{"markup": "5", "startDate": nextMonthStart()}, &got)
+		if got.Parent == nil || got.Parent.Name != newName {
+			t.Errorf("markup answer: parent %+v", got.Parent)
+		}
+	})
+}

@@ -286,6 +286,7 @@ type user struct {
 	Scope  struct {
 		Type string `json:"type"`
 		ID   string `json:"id"`
+		Name string `json:"name"`
 	} `json:"scope"`
 }
 

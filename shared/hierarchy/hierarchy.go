@@ -27,7 +27,8 @@ const (
 	TierEnterprise = "enterprise"
 )
 
-// Ref points at an entity: its type, id and (on output) name.
+// Ref points at an entity: its type, id and (on output) name. Only type and id are stored; the
+// name is the entity's current one, set by NameRef or NameRefs when an answer is made.
 type Ref struct {
 	Type access.EntityType `json:"type"`
 	ID   string            `json:"id"`
@@ -112,9 +113,11 @@ type Store interface {
 	// every channel ancestor's tenant count, atomically. Conflict "billing_id_taken" when the
 	// billingId is held; NotFound when the parent no longer exists.
 	CreateEntity(ctx context.Context, e *Entity) error
-	// GetEntity returns the entity with id, NotFound when there is none.
+	// GetEntity returns the entity with id (strongly consistent), NotFound when there is none.
+	// Its Parent carries the parent's type and id, no name (see NameRef).
 	GetEntity(ctx context.Context, id string) (*Entity, error)
 	// GetEntities returns the entities found among ids, keyed by id; missing ids are left out.
+	// One BatchGet (eventually consistent, like the list queries).
 	GetEntities(ctx context.Context, ids []string) (map[string]*Entity, error)
 	// UpdateEntity reads the entity, calls fn on it, and writes it back only if nobody changed it
 	// meanwhile (retrying fn a few times), moving the billingId reservation when it changed.
@@ -124,7 +127,8 @@ type Store interface {
 	// its ancestors, atomically, only while it has no children, users or active subscriptions:
 	// Conflict "has_children" otherwise.
 	DeleteEntity(ctx context.Context, id string) error
-	// ListSubtree returns every entity of type t whose path starts with pathPrefix.
+	// ListSubtree returns every entity of type t whose path starts with pathPrefix (one query;
+	// parents without names, like GetEntity).
 	ListSubtree(ctx context.Context, t access.EntityType, pathPrefix string) ([]*Entity, error)
 }
 

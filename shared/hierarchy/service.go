@@ -69,12 +69,78 @@ func (s *Service) lookup(ctx context.Context, p access.Principal, t access.Entit
 	return e, nil
 }
 
-// Get returns the entity of type t with id. Forbidden, NotFound.
+// NameRef sets ref's Name to the current name of the entity it points at, with one strongly
+// consistent read. Names are never copied into the items that point at an entity (a rename
+// would leave every copy stale), so an answer names its references when it is made. A ref
+// whose entity no longer exists keeps an empty name rather than failing the answer it is part
+// of. It returns the store's error otherwise.
+func NameRef(ctx context.Context, st Store, ref *Ref) error {
+	if ref == nil {
+		return nil
+	}
+	e, err := st.GetEntity(ctx, ref.ID)
+	switch {
+	case apperr.Is(err, apperr.NotFound):
+		ref.Name = ""
+		return nil
+	case err != nil:
+		return err
+	}
+	ref.Name = e.Name
+	return nil
+}
+
+// NameRefs names every ref (see NameRef) with one BatchGet of their distinct ids: a page of a
+// list (at most 500 items) usually points at a few parents or scopes, and costs one query plus
+// this one read whatever its size. It returns the store's error.
+func NameRefs(ctx context.Context, st Store, refs []*Ref) error {
+	var ids []string
+	seen := map[string]bool{}
+	for _, r := range refs {
+		if r != nil && !seen[r.ID] {
+			seen[r.ID] = true
+			ids = append(ids, r.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	got, err := st.GetEntities(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for _, r := range refs {
+		if r == nil {
+			continue
+		}
+		r.Name = ""
+		if e, ok := got[r.ID]; ok {
+			r.Name = e.Name
+		}
+	}
+	return nil
+}
+
+// named returns a function that passes on an entity with its parent's current name, or the
+// error it was given, or the store's: s.named(ctx)(s.Store.UpdateEntity(...)).
+func (s *Service) named(ctx context.Context) func(*Entity, error) (*Entity, error) {
+	return func(e *Entity, err error) (*Entity, error) {
+		if err != nil {
+			return nil, err
+		}
+		if err := NameRef(ctx, s.Store, e.Parent); err != nil {
+			return nil, err
+		}
+		return e, nil
+	}
+}
+
+// Get returns the entity of type t with id, its parent named as it is now. Forbidden, NotFound.
 func (s *Service) Get(ctx context.Context, p access.Principal, t access.EntityType, id string) (*Entity, error) {
 	if err := p.Require(permsOf[t].read); err != nil {
 		return nil, err
 	}
-	return s.lookup(ctx, p, t, id)
+	return s.named(ctx)(s.lookup(ctx, p, t, id))
 }
 
 // Resolve returns any entity in the caller's subtree, whatever its type (the platform included).
@@ -101,8 +167,10 @@ var ListFields = listing.Fields[*Entity]{
 	DefaultSort: "createdAt",
 }
 
-// List returns a page of entities of type t in the caller's subtree. Filters: "parent" (an
-// entity id: its whole subtree) and "status". Forbidden, Invalid, NotFound (parent).
+// List returns a page of entities of type t in the caller's subtree, their parents named as
+// they are now: one query of the subtree, then one BatchGet of the page's distinct parents.
+// Filters: "parent" (an entity id: its whole subtree) and "status". Forbidden, Invalid,
+// NotFound (parent).
 func (s *Service) List(ctx context.Context, p access.Principal, t access.EntityType, q listing.Query, after *listing.Cursor) ([]*Entity, *listing.Cursor, error) {
 	if err := p.Require(permsOf[t].list); err != nil {
 		return nil, nil, err
@@ -134,6 +202,13 @@ func (s *Service) List(ctx context.Context, p access.Principal, t access.EntityT
 		all = slices.DeleteFunc(all, func(e *Entity) bool { return e.Status != status })
 	}
 	page, next := listing.Apply(ListFields, all, q, after)
+	parents := make([]*Ref, len(page))
+	for i, e := range page {
+		parents[i] = e.Parent
+	}
+	if err := NameRefs(ctx, s.Store, parents); err != nil {
+		return nil, nil, err
+	}
 	return page, next, nil
 }
 
@@ -232,7 +307,7 @@ func (s *Service) Update(ctx context.Context, p access.Principal, t access.Entit
 	if _, err := s.lookup(ctx, p, t, id); err != nil {
 		return nil, err
 	}
-	return s.Store.UpdateEntity(ctx, id, func(e *Entity) error {
+	return s.named(ctx)(s.Store.UpdateEntity(ctx, id, func(e *Entity) error {
 		set := func(dst *string, v *string) {
 			if v != nil {
 				*dst = *v
@@ -250,7 +325,7 @@ func (s *Service) Update(ctx context.Context, p access.Principal, t access.Entit
 		set(&e.BillingCycle, in.BillingCycle)
 		e.UpdatedAt = s.now()
 		return nil
-	})
+	}))
 }
 
 // Delete removes an entity below the caller's scope. Forbidden (own scope), NotFound, Conflict
@@ -290,7 +365,7 @@ func (s *Service) Suspend(ctx context.Context, p access.Principal, t access.Enti
 	if !p.Above(e.Path) {
 		return nil, apperr.New(apperr.Forbidden, "forbidden", "You cannot suspend the entity you are scoped to.")
 	}
-	return s.Store.UpdateEntity(ctx, id, func(e *Entity) error {
+	return s.named(ctx)(s.Store.UpdateEntity(ctx, id, func(e *Entity) error {
 		if e.Status == StatusCancelled {
 			return apperr.New(apperr.Unprocessable, "cancelled", "A cancelled tenant cannot be suspended or reinstated.")
 		}
@@ -304,7 +379,7 @@ func (s *Service) Suspend(ctx context.Context, p access.Principal, t access.Enti
 		}
 		e.UpdatedAt = now
 		return nil
-	})
+	}))
 }
 
 // Markups returns the markup history of a distributor or partner, newest first.
@@ -345,14 +420,14 @@ func (s *Service) AddMarkup(ctx context.Context, p access.Principal, t access.En
 	if in.StartDate < periodStart {
 		return nil, apperr.Field("startDate", "in_past", "startDate must not fall before the current period ("+periodStart+")")
 	}
-	return s.Store.UpdateEntity(ctx, id, func(e *Entity) error {
+	return s.named(ctx)(s.Store.UpdateEntity(ctx, id, func(e *Entity) error {
 		// In front, so that the stable sort puts it before an entry with the same start date and
 		// the same recording time: the later write wins even when the clock did not move.
 		e.Markups = append([]Markup{{Markup: string(in.Markup), StartDate: in.StartDate, CreatedAt: now, CreatedBy: p.UserID}}, e.Markups...)
 		sortMarkups(e.Markups)
 		e.UpdatedAt = now
 		return nil
-	})
+	}))
 }
 
 // sortMarkups orders a history newest first: by start date, then by when it was recorded.

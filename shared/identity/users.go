@@ -166,12 +166,27 @@ func (s *Users) invite(u *User, now time.Time) (*Invite, outbox.Event, error) {
 	return inv, ev, nil
 }
 
-// Get returns a user in the caller's subtree. Forbidden, NotFound.
+// named returns a function that passes on a user with its scope's current name (the store
+// keeps the scope's type, id and path, never its name, which a rename would leave stale), or the
+// error it was given, or the store's.
+func (s *Users) named(ctx context.Context) func(*User, error) (*User, error) {
+	return func(u *User, err error) (*User, error) {
+		if err != nil {
+			return nil, err
+		}
+		if err := hierarchy.NameRef(ctx, s.Entities, &u.Scope); err != nil {
+			return nil, err
+		}
+		return u, nil
+	}
+}
+
+// Get returns a user in the caller's subtree, its scope named as it is now. Forbidden, NotFound.
 func (s *Users) Get(ctx context.Context, p access.Principal, id string) (*User, error) {
 	if err := p.Require(access.UsersRead); err != nil {
 		return nil, err
 	}
-	return s.lookup(ctx, p, id)
+	return s.named(ctx)(s.lookup(ctx, p, id))
 }
 
 // UserFields are the searchable and sortable fields of users.
@@ -188,7 +203,8 @@ var UserFields = listing.Fields[*User]{
 	DefaultSort: "createdAt",
 }
 
-// List returns a page of the users in the caller's subtree; filters "scopeId" (that entity's
+// List returns a page of the users in the caller's subtree, their scopes named as they are now
+// (one query, then one BatchGet of the page's distinct scopes); filters "scopeId" (that entity's
 // subtree) and "role". Forbidden, Invalid, NotFound.
 func (s *Users) List(ctx context.Context, p access.Principal, q listing.Query, after *listing.Cursor) ([]*User, *listing.Cursor, error) {
 	if err := p.Require(access.UsersList); err != nil {
@@ -222,6 +238,13 @@ func (s *Users) List(ctx context.Context, p access.Principal, q listing.Query, a
 		all = kept
 	}
 	page, next := listing.Apply(UserFields, all, q, after)
+	scopes := make([]*hierarchy.Ref, len(page))
+	for i, u := range page {
+		scopes[i] = &u.Scope
+	}
+	if err := hierarchy.NameRefs(ctx, s.Entities, scopes); err != nil {
+		return nil, nil, err
+	}
 	return page, next, nil
 }
 
@@ -274,7 +297,7 @@ func (s *Users) Update(ctx context.Context, p access.Principal, id string, in Up
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
-	return s.Store.UpdateUser(ctx, id, func(u *User) error {
+	return s.named(ctx)(s.Store.UpdateUser(ctx, id, func(u *User) error {
 		set := func(dst *string, v *string) {
 			if v != nil {
 				*dst = strings.TrimSpace(*v)
@@ -286,7 +309,7 @@ func (s *Users) Update(ctx context.Context, p access.Principal, id string, in Up
 		set(&u.Mobile, in.Mobile)
 		u.UpdatedAt = s.now()
 		return nil
-	})
+	}))
 }
 
 // Delete removes a user other than the caller. Forbidden, NotFound.
@@ -315,7 +338,10 @@ func (s *Users) Welcome(ctx context.Context, p access.Principal, id string) (*Us
 	if err != nil {
 		return nil, err
 	}
-	return u, s.Store.PutInvite(ctx, *inv, ev)
+	if err := s.Store.PutInvite(ctx, *inv, ev); err != nil {
+		return nil, err
+	}
+	return s.named(ctx)(u, nil)
 }
 
 // AssignRoleInput is the body of PUT /roles/{userId}.

@@ -19,7 +19,9 @@ type markupItem struct {
 	CreatedBy string `dynamo:",omitempty"`
 }
 
-// entityItem is a hierarchy entity: PK ENT#<id>, SK ENT; GSI1 ENT#<type> / path.
+// entityItem is a hierarchy entity: PK ENT#<id>, SK ENT; GSI1 ENT#<type> / path. It keeps its
+// parent's type and id, never its name: the service names the parent when it answers
+// (hierarchy.NameRefs), so a rename shows at once under every child.
 type entityItem struct {
 	PK, SK         string
 	GSI1PK, GSI1SK string
@@ -30,7 +32,6 @@ type entityItem struct {
 	Status         string
 	ParentType     string `dynamo:",omitempty"`
 	ParentID       string `dynamo:",omitempty"`
-	ParentName     string `dynamo:",omitempty"`
 	Path           string
 	BillingID      string       `dynamo:",omitempty"`
 	Currency       string       `dynamo:",omitempty"`
@@ -80,7 +81,7 @@ func toEntityItem(e *hierarchy.Entity) entityItem {
 		CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt, Version: e.Version,
 	}
 	if e.Parent != nil {
-		it.ParentType, it.ParentID, it.ParentName = string(e.Parent.Type), e.Parent.ID, e.Parent.Name
+		it.ParentType, it.ParentID = string(e.Parent.Type), e.Parent.ID
 	}
 	it.Markups = toMarkupItems(e.Markups)
 	if e.Suspension != nil {
@@ -113,7 +114,7 @@ func (it entityItem) entity() *hierarchy.Entity {
 		CreatedAt: it.CreatedAt, UpdatedAt: it.UpdatedAt, Version: it.Version,
 	}
 	if it.ParentID != "" {
-		e.Parent = &hierarchy.Ref{Type: access.EntityType(it.ParentType), ID: it.ParentID, Name: it.ParentName}
+		e.Parent = &hierarchy.Ref{Type: access.EntityType(it.ParentType), ID: it.ParentID}
 	}
 	for _, m := range it.Markups {
 		e.Markups = append(e.Markups, hierarchy.Markup(m))

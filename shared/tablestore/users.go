@@ -15,7 +15,8 @@ import (
 	"github.com/channelbilling/cms/shared/outbox"
 )
 
-// userItem is a user: PK USER#<id>, SK USER; GSI1 USER / <scope path><id>.
+// userItem is a user: PK USER#<id>, SK USER; GSI1 USER / <scope path><id>. It keeps its scope's
+// type, id and path, never its name: identity.Users names the scope when it answers.
 type userItem struct {
 	PK, SK         string
 	GSI1PK, GSI1SK string
@@ -28,7 +29,6 @@ type userItem struct {
 	Role           string
 	ScopeType      string
 	ScopeID        string
-	ScopeName      string
 	ScopePath      string
 	Status         string
 	Password       string `dynamo:",omitempty"`
@@ -63,7 +63,7 @@ func toUserItem(u *identity.User) userItem {
 	return userItem{
 		PK: userPK(u.ID), SK: "USER", GSI1PK: "USER", GSI1SK: userGSI(u), Kind: "user",
 		ID: u.ID, Email: u.Email, FirstName: u.FirstName, LastName: u.LastName, Mobile: u.Mobile,
-		Role: string(u.Role), ScopeType: string(u.Scope.Type), ScopeID: u.Scope.ID, ScopeName: u.Scope.Name,
+		Role: string(u.Role), ScopeType: string(u.Scope.Type), ScopeID: u.Scope.ID,
 		ScopePath: u.ScopePath, Status: u.Status, Password: u.Password, CreatedAt: u.CreatedAt,
 		UpdatedAt: u.UpdatedAt, LastLoginAt: u.LastLoginAt, Version: u.Version,
 	}
@@ -72,7 +72,7 @@ func toUserItem(u *identity.User) userItem {
 func (it userItem) user() *identity.User {
 	return &identity.User{
 		ID: it.ID, Email: it.Email, FirstName: it.FirstName, LastName: it.LastName, Mobile: it.Mobile,
-		Role: access.Role(it.Role), Scope: hierarchy.Ref{Type: access.EntityType(it.ScopeType), ID: it.ScopeID, Name: it.ScopeName},
+		Role: access.Role(it.Role), Scope: hierarchy.Ref{Type: access.EntityType(it.ScopeType), ID: it.ScopeID},
 		ScopePath: it.ScopePath, Status: it.Status, Password: it.Password, CreatedAt: it.CreatedAt,
 		UpdatedAt: it.UpdatedAt, LastLoginAt: it.LastLoginAt, Version: it.Version,
 	}
