@@ -174,3 +174,84 @@ func TestOpenAPICheckCatchesMismatches(t *testing.T) {
 		want(t, check(req, sneaky, status, h, out), "accepted a request the document forbids")
 	})
 }
+
+// TestListSortAsDocumented calls every documented list with each sort value its document
+// allows (each must be served, and client.do checks the answer against the document) and with
+// one it does not (400 naming sort): what /swagger.json says a list takes is what it takes.
+func TestListSortAsDocumented(t *testing.T) {
+	raw, err := httpGet(srv.URL + "/swagger.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Parameters []struct {
+				Name   string `json:"name"`
+				In     string `json:"in"`
+				Schema struct {
+					Enum []string `json:"enum"`
+				} `json:"schema"`
+			} `json:"parameters"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	a := admin(t)
+	d := create(t, a, "distributors", map[string]any{"name": uniq("Sorts D")})
+	p := create(t, a, "partners", map[string]any{"name": uniq("Sorts P"), "parent": parent("distributor", d.ID)})
+	tn := create(t, a, "tenants", map[string]any{"name": uniq("Sorts T"), "parent": parent("partner", p.ID)})
+	plan := mkPlan(t, a, uniq("sorts"), true)
+	var sub struct{ ID string }
+	a.must(201, "POST", "/api/v1/subscriptions", map[string]any{"tenantId": tn.ID, "planId": plan.ID, "quantity": 1}, &sub)
+	// Each path's parameters, and the filters some lists need to answer 200.
+	concrete := map[string]string{
+		"/api/v1/distributors/{id}/markups":  "/api/v1/distributors/" + d.ID + "/markups?",
+		"/api/v1/partners/{id}/markups":      "/api/v1/partners/" + p.ID + "/markups?",
+		"/api/v1/pricelists/{entityId}":      "/api/v1/pricelists/" + tn.ID + "?",
+		"/api/v1/subscriptions/{id}/history": "/api/v1/subscriptions/" + sub.ID + "/history?",
+		"/api/v1/commissions":                "/api/v1/commissions?entityId=" + p.ID + "&",
+	}
+	lists := 0
+	for path, ops := range doc.Paths {
+		op, ok := ops["get"]
+		if !ok {
+			continue
+		}
+		paged, sortable := false, []string(nil)
+		for _, prm := range op.Parameters {
+			if prm.In != "query" {
+				continue
+			}
+			paged = paged || prm.Name == "page_size"
+			if prm.Name == "sort" {
+				sortable = prm.Schema.Enum
+			}
+		}
+		if !paged {
+			continue
+		}
+		lists++
+		t.Run(strings.TrimPrefix(path, "/api/v1/"), func(t *testing.T) {
+			if len(sortable) == 0 {
+				t.Fatalf("GET %s is a list without the sort values it takes", path)
+			}
+			base, ok := concrete[path]
+			if !ok {
+				if strings.Contains(path, "{") {
+					t.Fatalf("GET %s: no concrete path for this test", path)
+				}
+				base = path + "?"
+			}
+			for _, v := range sortable {
+				a.must(200, "GET", base+"sort="+v+"&dir=desc", nil, nil)
+			}
+			if env := a.do("GET", base+"sort=notAField", nil); env.status != 400 || !env.hasError("invalid", "sort") {
+				t.Fatalf("an undocumented sort: %s", env.raw)
+			}
+		})
+	}
+	if lists < 15 {
+		t.Fatalf("only %d lists in the document", lists)
+	}
+}

@@ -52,7 +52,7 @@ func Invoices(api *httpapi.API, svc *billing.Service) {
 		Query: []httpapi.Param{
 			{Name: "tenantId", Description: "Only this tenant's invoices (all periods unless period is given)."},
 			{Name: "period", Description: "YYYY-MM; default the last period that ended (without tenantId)."},
-		}},
+		}, Fields: listFields(billing.InvoiceFields)},
 		func(req *httpapi.Request) (httpapi.Response, error) {
 			q, after, err := req.ListQuery("tenantId", "period")
 			if err != nil {
@@ -91,7 +91,8 @@ func Commissions(api *httpapi.API, svc *billing.Service) {
 			return httpapi.Response{Data: s}, err
 		})
 	api.Handle(httpapi.Route{Method: http.MethodGet, Path: base, Function: fn, Permission: access.CommissionsRead, Tag: tag, List: true,
-		Summary: "Commission lines (per entity, tenant and period) under an entity of your subtree", Result: billing.CommissionLine{}, Query: params},
+		Summary: "Commission lines (per entity, tenant and period) under an entity of your subtree", Result: billing.CommissionLine{}, Query: params,
+		Fields: listFields(billing.CommissionFields)},
 		func(req *httpapi.Request) (httpapi.Response, error) {
 			q, after, err := req.ListQuery("entityId", "start_date", "end_date", "customer_id")
 			if err != nil {

@@ -13,7 +13,7 @@ func Pricing(api *httpapi.API, svc *catalog.Service) {
 	const base, fn, tag = "/api/v1/pricing", FnPricing, "pricing"
 	api.Handle(httpapi.Route{Method: http.MethodGet, Path: base, Function: fn, Permission: access.PricingList, Tag: tag, List: true,
 		Summary: "List SKUs, each with the rate in effect now and its rate history", Result: catalog.SKU{},
-		Query: []httpapi.Param{{Name: "currency", Description: "Only SKUs priced in this currency."}}},
+		Query: []httpapi.Param{{Name: "currency", Description: "Only SKUs priced in this currency."}}, Fields: listFields(catalog.SKUFields)},
 		func(req *httpapi.Request) (httpapi.Response, error) {
 			q, after, err := req.ListQuery("currency")
 			if err != nil {
@@ -68,7 +68,8 @@ func Plans(api *httpapi.API, svc *catalog.Service) {
 	const base, fn, tag = "/api/v1/plans", FnPlans, "plans"
 	api.Handle(httpapi.Route{Method: http.MethodGet, Path: base, Function: fn, Permission: access.PlansList, Tag: tag, List: true,
 		Summary: "List plans (drafts only for those who may create plans)", Result: catalog.Plan{},
-		Query: []httpapi.Param{{Name: "status", Description: "draft, published or retired."}, {Name: "currency", Description: "Only plans in this currency."}}},
+		Query:  []httpapi.Param{{Name: "status", Description: "draft, published or retired."}, {Name: "currency", Description: "Only plans in this currency."}},
+		Fields: listFields(catalog.PlanFields)},
 		func(req *httpapi.Request) (httpapi.Response, error) {
 			q, after, err := req.ListQuery("status", "currency")
 			if err != nil {
@@ -134,7 +135,8 @@ func PriceLists(api *httpapi.API, svc *catalog.PriceLists) {
 	const base, fn, tag = "/api/v1/pricelists", FnPriceLists, "pricelists"
 	api.Handle(httpapi.Route{Method: http.MethodGet, Path: base + "/{entityId}", Function: fn, Permission: access.PriceListsRead, Tag: tag, List: true,
 		Summary: "The effective buy and sell rate of every SKU for an entity in a period", Result: catalog.PriceListItem{},
-		Query: []httpapi.Param{{Name: "period", Description: "YYYY-MM; default the current period."}}},
+		// Searched and sorted by the fields of each item's SKU (catalog.PriceLists.List).
+		Query: []httpapi.Param{{Name: "period", Description: "YYYY-MM; default the current period."}}, Fields: listFields(catalog.SKUFields)},
 		func(req *httpapi.Request) (httpapi.Response, error) {
 			q, after, err := req.ListQuery("period")
 			if err != nil {

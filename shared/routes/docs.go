@@ -73,10 +73,18 @@ func sliceList[T any](items []T, search map[string]func(T) string, sort listing.
 	return page, next, nil
 }
 
-// listFields documents fields for the OpenAPI document: search and sort are the same fields.
+// listFields documents a list in the OpenAPI document from the fields its handler validates and
+// applies (search and sort are the same fields), so that the two cannot drift apart.
 func listFields[T any](f listing.Fields[T]) *httpapi.ListFields {
 	names := slices.Sorted(maps.Keys(f.Searchable))
 	return &httpapi.ListFields{Search: names, Sort: names, DefaultSort: f.DefaultSort}
+}
+
+// sliceFields documents a list served by sliceList from the same search getters and sort fields;
+// defaultDesc says that without sort and dir the handler orders it descending.
+func sliceFields[T any](search map[string]func(T) string, sort listing.Fields[T], defaultDesc bool) *httpapi.ListFields {
+	return &httpapi.ListFields{Search: slices.Sorted(maps.Keys(search)), Sort: slices.Sorted(maps.Keys(sort.Searchable)),
+		DefaultSort: sort.DefaultSort, DefaultDesc: defaultDesc}
 }
 
 // markupSearch and markupSort are the search and sort fields of a markup history. The sort key
@@ -100,8 +108,8 @@ var (
 		},
 		DefaultSort: "startDate",
 	}
-	markupFields = &httpapi.ListFields{Search: []string{"createdBy", "markup", "startDate"}, Sort: []string{"createdAt", "markup", "startDate"},
-		DefaultSort: "startDate", DefaultDesc: true}
+	// The markups route orders newest first without sort and dir.
+	markupFields = sliceFields(markupSearch, markupSort, true)
 )
 
 // decimalKey returns a key of a non-negative decimal that orders as its value: the integer part
@@ -134,5 +142,5 @@ var (
 		Searchable:  map[string]func(access.RoleDef) string{"name": func(r access.RoleDef) string { return string(r.Name) }},
 		DefaultSort: "name",
 	}
-	roleFields = &httpapi.ListFields{Search: []string{"description", "name", "permissions"}, Sort: []string{"name"}, DefaultSort: "name"}
+	roleFields = sliceFields(roleSearch, roleSort, false)
 )

@@ -18,7 +18,7 @@ func Subscriptions(api *httpapi.API, svc *subscriptions.Service) {
 			{Name: "parent", Description: "An entity id: the subscriptions of every tenant in its subtree."},
 			{Name: "planId", Description: "Only subscriptions to this plan."},
 			{Name: "status", Description: "active or cancelled (as of now)."},
-		}},
+		}, Fields: listFields(subscriptions.ListFields)},
 		func(req *httpapi.Request) (httpapi.Response, error) {
 			q, after, err := req.ListQuery("tenantId", "parent", "planId", "status")
 			if err != nil {
@@ -79,7 +79,8 @@ func Subscriptions(api *httpapi.API, svc *subscriptions.Service) {
 			return httpapi.Response{Data: s}, err
 		})
 	api.Handle(httpapi.Route{Method: http.MethodGet, Path: base + "/{id}/history", Function: fn, Permission: access.SubscriptionsHistory, Tag: tag, List: true,
-		Summary: "Every change of a subscription: {at, actor, action, before, after}", Result: subscriptions.HistoryEntry{}},
+		Summary: "Every change of a subscription: {at, actor, action, before, after}", Result: subscriptions.HistoryEntry{},
+		Fields: listFields(subscriptions.HistoryFields)},
 		func(req *httpapi.Request) (httpapi.Response, error) {
 			q, after, err := req.ListQuery()
 			if err != nil {

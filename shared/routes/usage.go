@@ -73,7 +73,7 @@ func Usage(api *httpapi.API, svc *usage.Service) {
 			{Name: "period", Description: "YYYY-MM; default the current period."},
 			{Name: "tenantId", Description: "Only this tenant's usage."},
 			{Name: "subscriptionId", Description: "Only this subscription's usage."},
-		}},
+		}, Fields: listFields(usage.ListFields)},
 		func(req *httpapi.Request) (httpapi.Response, error) {
 			q, after, err := req.ListQuery("period", "tenantId", "subscriptionId")
 			if err != nil {
