@@ -21,7 +21,29 @@ var pathParam = regexp.MustCompile(`\{([a-zA-Z]+)(\+?)\}`)
 // path, slashes included) is written {name}, since OpenAPI has no greedy parameter.
 func DocPath(path string) string { return strings.ReplaceAll(path, "+}", "}") }
 
-type schemaGen struct{ components map[string]any }
+// schemaKey is one schema of the document: a named type in its answer form or its request form
+// (which refuses unknown fields and admits null everywhere).
+type schemaKey struct {
+	t       reflect.Type
+	request bool
+}
+
+type schemaGen struct {
+	components map[string]any
+	names      map[schemaKey]string
+	owners     map[string]schemaKey
+}
+
+// reservedSchemas are the components OpenAPI writes itself; no type may take their names.
+var reservedSchemas = []string{"Error", "Page", "ErrorEnvelope"}
+
+func newSchemaGen() *schemaGen {
+	g := &schemaGen{components: map[string]any{}, names: map[schemaKey]string{}, owners: map[string]schemaKey{}}
+	for _, n := range reservedSchemas {
+		g.owners[n] = schemaKey{}
+	}
+	return g
+}
 
 func (g *schemaGen) of(t reflect.Type, request bool) map[string]any {
 	if t == nil {
@@ -72,7 +94,7 @@ func (g *schemaGen) of(t reflect.Type, request bool) map[string]any {
 			}
 			return s
 		}
-		name := schemaName(t, request)
+		name := g.name(t, request)
 		if _, ok := g.components[name]; !ok {
 			g.components[name] = map[string]any{} // placeholder against recursion
 			props := map[string]any{}
@@ -140,21 +162,53 @@ func nullable(s map[string]any) map[string]any {
 	return out
 }
 
-func schemaName(t reflect.Type, request bool) string {
+// name returns the component name of a named type in one form, the same on every call. The
+// name is the package's and the type's (money.Money is Money, not MoneyMoney; catalog.Plan is
+// CatalogPlan); the request form ends in Input, once (catalog.PlanInput is CatalogPlanInput in a
+// request body, not CatalogPlanInputInput). Two schemas never share a name: one whose name is
+// taken already (catalog.Plan in a request and catalog.PlanInput, or the two forms of a type
+// named ...Input) takes Request or Output after it, then a number; the routes are walked in
+// path order, so the document is the same on every build.
+func (g *schemaGen) name(t reflect.Type, request bool) string {
+	k := schemaKey{t, request}
+	if n, ok := g.names[k]; ok {
+		return n
+	}
 	pkg := t.PkgPath()
 	if i := strings.LastIndex(pkg, "/"); i >= 0 {
 		pkg = pkg[i+1:]
 	}
-	name := strings.ToUpper(pkg[:1]) + pkg[1:] + t.Name()
-	if request {
-		name += "Input"
+	base := t.Name()
+	if pkg != "" {
+		if p := strings.ToUpper(pkg[:1]) + pkg[1:]; !strings.HasPrefix(base, p) {
+			base = p + base
+		}
 	}
+	first, second := base, base+"Output"
+	if request {
+		first, second = base, base+"Request"
+		if !strings.HasSuffix(base, "Input") {
+			first += "Input"
+		}
+	}
+	name := first
+	for i := 0; ; i++ {
+		if i == 1 {
+			name = second
+		} else if i > 1 {
+			name = first + strconv.Itoa(i)
+		}
+		if _, taken := g.owners[name]; !taken {
+			break
+		}
+	}
+	g.names[k], g.owners[name] = name, k
 	return name
 }
 
 // OpenAPI returns the OpenAPI 3 document describing routes.
 func OpenAPI(routes []Route, title, version string) ([]byte, error) {
-	g := &schemaGen{components: map[string]any{}}
+	g := newSchemaGen()
 	paths := map[string]map[string]any{}
 	sorted := append([]Route(nil), routes...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Path < sorted[j].Path })
