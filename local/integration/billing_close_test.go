@@ -112,6 +112,10 @@ type closeEnvT struct {
 	usage *traceUsage
 	// fail holds the stages (billing.Service.Fault) that fail at every delivery.
 	fail sync.Map
+	// hold, when set, stops the next close to reach its first step (holding the period's lease)
+	// until the channel is closed; held is told when it does.
+	hold atomic.Pointer[chan struct{}]
+	held chan string
 }
 
 var (
@@ -130,7 +134,7 @@ const closeMaxReceives = 8
 func closeServer(t *testing.T) *closeEnvT {
 	t.Helper()
 	closeOnce.Do(func() {
-		e := &closeEnvT{}
+		e := &closeEnvT{held: make(chan string, 1)}
 		if e.billedServer, closeErr = startBilledServer("cms-it-close-", "cms-it-close-exports-", closeMaxReceives, func(d *app.Deps) {
 			b := d.Billing
 			b.FanoutPage = 3
@@ -138,7 +142,13 @@ func closeServer(t *testing.T) *closeEnvT {
 			e.queue = &failQueue{Queue: b.Queue}
 			e.usage = &traceUsage{UsageSource: b.Usage, calls: map[string][]string{}}
 			b.Store, b.Queue, b.Usage = e.store, e.queue, e.usage
-			b.Fault = func(stage, _ string) error {
+			b.Fault = func(stage, runID string) error {
+				if stage == "close" {
+					if ch := e.hold.Swap(nil); ch != nil {
+						e.held <- runID
+						<-*ch
+					}
+				}
 				if _, ok := e.fail.Load(stage); ok {
 					return errors.New("injected persistent failure at " + stage)
 				}
@@ -285,6 +295,7 @@ func invoicesOf(t *testing.T, a client, tenant, p string) []invoiceOut {
 //   - a close whose lease another close holds waits, and takes the lease over once it expired
 //     (that close crashed);
 //   - a commission total computed from fewer invoices never replaces the stored one;
+//   - two deliveries of one run's close exclude each other (the lease is an attempt's);
 //   - a close that saw fewer invoices than the last one (the runs' counters agreeing with a
 //     short listing) never rewrites the exports.
 func TestBillingCloseMarch(t *testing.T) {
@@ -309,6 +320,7 @@ func TestBillingCloseMarch(t *testing.T) {
 
 	// The index misses the last invoice while the first run closes.
 	e.store.lag.Store(1)
+	t.Cleanup(func() { e.store.lag.Store(0) })
 	run := runBilling(t, a, "2026-03")
 	if run.Status != "completed" || run.TenantsTotal != len(tenants) || run.InvoicesCreated != len(tenants) || run.TenantsDone != run.TenantsTotal {
 		t.Fatalf("run %+v", run)
@@ -428,10 +440,49 @@ func TestBillingCloseMarch(t *testing.T) {
 			t.Fatalf("commission after a stale write %+v", c)
 		}
 	})
+	t.Run("DuplicateClosesExclusive", func(t *testing.T) {
+		// Every worker that sees a run complete queues its close, and a held message is
+		// delivered again: the deliveries of one run's close must exclude each other as closes
+		// of different runs do, or a later one rewrites the exports after the run is closed.
+		_, before := e.export(t, key)
+		release := make(chan struct{})
+		e.hold.Store(&release)
+		defer e.hold.Store(nil)
+		run := runBilling(t, a, "2026-03")
+		var heldRun string
+		select {
+		case heldRun = <-e.held:
+		case <-time.After(20 * time.Second):
+			close(release)
+			t.Fatal("no close of the run reached its first step")
+		}
+		if heldRun != run.ID {
+			close(release)
+			t.Fatalf("held the close of %s, want %s", heldRun, run.ID)
+		}
+		if err := e.queue.Send(ctx, []billing.Message{{Kind: billing.KindClose, RunID: run.ID, Period: "2026-03"}}); err != nil {
+			close(release)
+			t.Fatal(err)
+		}
+		// The held delivery comes back after the one-second visibility timeout, the duplicate
+		// at once: both find the lease taken.
+		time.Sleep(2500 * time.Millisecond)
+		r := getRun(t, a, run.ID)
+		_, v := e.export(t, key)
+		close(release)
+		if r.ClosedAt != nil || v != before {
+			t.Fatalf("a second delivery closed the run while the first held the lease (closed %v, exports rewritten %v)", r.ClosedAt != nil, v != before)
+		}
+		waitClosed(t, a, run.ID)
+		if _, v := e.export(t, key); v == before {
+			t.Fatal("the held close did not write the exports")
+		}
+	})
 	t.Run("ErrStaleCloseKeepsExports", func(t *testing.T) {
 		body, before := e.export(t, key)
 		e.store.lag.Store(1)
 		e.store.stale.Store(true)
+		t.Cleanup(func() { e.store.lag.Store(0); e.store.stale.Store(false) })
 		third := runBilling(t, a, "2026-03")
 		time.Sleep(2 * time.Second)
 		if r := getRun(t, a, third.ID); r.ClosedAt != nil {

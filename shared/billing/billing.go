@@ -302,16 +302,17 @@ type Store interface {
 	// CompleteRun gives a running run its final status (RunCompleted or RunFailed) with its
 	// event; false when it was not running.
 	CompleteRun(ctx context.Context, id, status string, at time.Time, ev outbox.Event) (bool, error)
-	// AcquireClose takes (or renews) the lease of p's close for the run until `until`, when no
-	// other run holds an unexpired one at now, and returns the period's close record. Conflict
-	// "close_busy" when another run's close holds it.
-	AcquireClose(ctx context.Context, p period.Period, runID string, now, until time.Time) (CloseState, error)
-	// ReleaseClose gives up the run's lease of p's close (nothing when it holds none).
-	ReleaseClose(ctx context.Context, p period.Period, runID string) error
-	// FinishClose records, atomically, that the run's close saw invoices invoices of p (the
-	// period's close record, releasing the lease) and that the run is closed at `at`. Conflict
-	// "close_lost" when the run no longer holds the lease.
-	FinishClose(ctx context.Context, p period.Period, runID string, invoices int, at time.Time) error
+	// AcquireClose takes (or renews) the lease of p's close for owner until `until`, when no
+	// other owner holds an unexpired one at now, and returns the period's close record.
+	// Conflict "close_busy" when another owner holds it. An owner is one close attempt (see
+	// closeOwner), not a run: two deliveries of one run's close message exclude each other.
+	AcquireClose(ctx context.Context, p period.Period, owner string, now, until time.Time) (CloseState, error)
+	// ReleaseClose gives up owner's lease of p's close (nothing when it holds none).
+	ReleaseClose(ctx context.Context, p period.Period, owner string) error
+	// FinishClose records, atomically, that owner's close of the run saw invoices invoices of p
+	// (the period's close record, releasing the lease) and that the run is closed at `at`.
+	// Conflict "close_lost" when owner no longer holds the lease.
+	FinishClose(ctx context.Context, p period.Period, runID, owner string, invoices int, at time.Time) error
 	// TenantCounted reports whether the run has counted the tenant.
 	TenantCounted(ctx context.Context, runID, tenantID string) (bool, error)
 	// CountedTenants returns which of tenants the run has counted (strongly consistent).

@@ -17,6 +17,7 @@ import (
 
 	"github.com/channelbilling/cms/shared/access"
 	"github.com/channelbilling/cms/shared/apperr"
+	"github.com/channelbilling/cms/shared/ids"
 	"github.com/channelbilling/cms/shared/money"
 	"github.com/channelbilling/cms/shared/outbox"
 	"github.com/channelbilling/cms/shared/period"
@@ -59,8 +60,12 @@ func (s *Service) close(ctx context.Context, runID string) (err error) {
 	if lease <= 0 {
 		lease = DefaultCloseLease
 	}
+	// The lease is this attempt's, not the run's: duplicate close messages of one run (every
+	// worker that sees the run complete queues one) would otherwise close it side by side, and
+	// the later one would rewrite the exports after the run was closed.
+	owner := closeOwner(r.ID)
 	now := s.now()
-	st, err := s.Store.AcquireClose(ctx, r.Period, r.ID, now, now.Add(lease))
+	st, err := s.Store.AcquireClose(ctx, r.Period, owner, now, now.Add(lease))
 	if err != nil {
 		return err // close_busy: another close of the period runs; this one is retried after it
 	}
@@ -73,7 +78,7 @@ func (s *Service) close(ctx context.Context, runID string) (err error) {
 		}
 		rctx, stop := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer stop()
-		if rerr := s.Store.ReleaseClose(rctx, r.Period, r.ID); rerr != nil {
+		if rerr := s.Store.ReleaseClose(rctx, r.Period, owner); rerr != nil {
 			s.log().Warn("close lease not released (it expires)", "run", r.ID, "period", r.Period.String(), "err", rerr)
 		}
 	}()
@@ -83,7 +88,7 @@ func (s *Service) close(ctx context.Context, runID string) (err error) {
 	} else if again.Closed {
 		rctx, stop := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer stop()
-		return s.Store.ReleaseClose(rctx, r.Period, r.ID)
+		return s.Store.ReleaseClose(rctx, r.Period, owner)
 	}
 	if err := s.fault("close", r.ID); err != nil {
 		return err
@@ -143,7 +148,7 @@ func (s *Service) close(ctx context.Context, runID string) (err error) {
 		// The exports replace the period's only while this close holds the lease: renew it
 		// (Conflict if another close took it over) and check no close saw more meanwhile.
 		now := s.now()
-		st, err := s.Store.AcquireClose(ctx, r.Period, r.ID, now, now.Add(lease))
+		st, err := s.Store.AcquireClose(ctx, r.Period, owner, now, now.Add(lease))
 		if err != nil {
 			return err
 		}
@@ -155,7 +160,12 @@ func (s *Service) close(ctx context.Context, runID string) (err error) {
 		}
 		s.log().Info("finance exports written", "period", r.Period.String(), "files", len(exp.files), "invoices", n)
 	}
-	return s.Store.FinishClose(ctx, r.Period, r.ID, n, s.now())
+	return s.Store.FinishClose(ctx, r.Period, r.ID, owner, n, s.now())
+}
+
+// closeOwner names one close attempt of the run: the run's id and a random suffix.
+func closeOwner(runID string) string {
+	return ids.New(runID + "/close")
 }
 
 // closeSnapshot lists every invoice of p and proves the list complete: the sum of the

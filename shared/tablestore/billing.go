@@ -412,12 +412,12 @@ func (s *Store) CompleteRun(ctx context.Context, id, status string, at time.Time
 }
 
 // AcquireClose implements billing.Store: one conditional update of the period's close item
-// (absent, expired at now, or held by the run), returning the item.
-func (s *Store) AcquireClose(ctx context.Context, p period.Period, runID string, now, until time.Time) (billing.CloseState, error) {
+// (absent, expired at now, or held by owner), returning the item.
+func (s *Store) AcquireClose(ctx context.Context, p period.Period, owner string, now, until time.Time) (billing.CloseState, error) {
 	var it closeItem
 	err := s.table.Update("PK", closePK(p.String())).Range("SK", closeSK).Set("Kind", "billingclose").
-		Set("LeaseOwner", runID).Set("LeaseUntil", until.UnixMilli()).SetIfNotExists("Invoices", 0).
-		If("attribute_not_exists(PK) OR attribute_not_exists(LeaseOwner) OR LeaseOwner = ? OR LeaseUntil < ?", runID, now.UnixMilli()).
+		Set("LeaseOwner", owner).Set("LeaseUntil", until.UnixMilli()).SetIfNotExists("Invoices", 0).
+		If("attribute_not_exists(PK) OR attribute_not_exists(LeaseOwner) OR LeaseOwner = ? OR LeaseUntil < ?", owner, now.UnixMilli()).
 		Value(ctx, &it)
 	if dynamo.IsCondCheckFailed(err) {
 		return billing.CloseState{}, apperr.New(apperr.Conflict, "close_busy", "Another close of this period is running; retry after it.")
@@ -429,9 +429,9 @@ func (s *Store) AcquireClose(ctx context.Context, p period.Period, runID string,
 }
 
 // ReleaseClose implements billing.Store.
-func (s *Store) ReleaseClose(ctx context.Context, p period.Period, runID string) error {
+func (s *Store) ReleaseClose(ctx context.Context, p period.Period, owner string) error {
 	err := s.table.Update("PK", closePK(p.String())).Range("SK", closeSK).Remove("LeaseOwner", "LeaseUntil").
-		If("LeaseOwner = ?", runID).Run(ctx)
+		If("LeaseOwner = ?", owner).Run(ctx)
 	if dynamo.IsCondCheckFailed(err) {
 		return nil
 	}
@@ -439,10 +439,11 @@ func (s *Store) ReleaseClose(ctx context.Context, p period.Period, runID string)
 }
 
 // FinishClose implements billing.Store: the close item (Invoices, lease removed; condition: the
-// run holds the lease and no close saw more) and the run (Closed, ClosedAt), in one transaction.
-func (s *Store) FinishClose(ctx context.Context, p period.Period, runID string, invoices int, at time.Time) error {
+// owner holds the lease and no close saw more) and the run (Closed, ClosedAt), in one
+// transaction.
+func (s *Store) FinishClose(ctx context.Context, p period.Period, runID, owner string, invoices int, at time.Time) error {
 	cl := s.table.Update("PK", closePK(p.String())).Range("SK", closeSK).Set("Invoices", invoices).Set("ClosedBy", runID).
-		Set("ClosedAt", at).Remove("LeaseOwner", "LeaseUntil").If("LeaseOwner = ? AND Invoices <= ?", runID, invoices)
+		Set("ClosedAt", at).Remove("LeaseOwner", "LeaseUntil").If("LeaseOwner = ? AND Invoices <= ?", owner, invoices)
 	run := s.table.Update("PK", runPK(runID)).Range("SK", runSK).Set("Closed", true).Set("ClosedAt", at).If("attribute_exists(PK)")
 	for range 20 {
 		err := s.db.WriteTx().Update(cl).Update(run).Run(ctx)
