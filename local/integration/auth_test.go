@@ -209,10 +209,19 @@ func TestInvitation(t *testing.T) {
 	}
 	// Re-sending the invitation issues a second, also valid, link.
 	a.must(200, "POST", "/api/v1/users/"+u.ID+"/welcome", nil, nil)
+	second := inviteToken(t, u.ID)
+	if second == token {
+		t.Fatal("welcome must issue a new link")
+	}
 	var s session
 	anon.must(200, "POST", "/api/v1/auth/accept-invite", map[string]string{"token": token, "password": "my new long password"}, &s)
 	if env := anon.do("POST", "/api/v1/auth/accept-invite", map[string]string{"token": token, "password": "my new long password"}); env.status != 401 {
 		t.Fatalf("an invitation is one-time: %s", env.raw)
+	}
+	// Once the user has set a password, every other link is dead: whoever still holds one (it
+	// travels in user.invited) must not reset the password of an active account.
+	if env := anon.do("POST", "/api/v1/auth/accept-invite", map[string]string{"token": second, "password": "an attacker's password"}); env.status != 401 || !env.hasError("invalid_invite", "") {
+		t.Fatalf("the other link of an accepted invitation must be refused: %s", env.raw)
 	}
 	login(t, email, "my new long password")
 	if env := a.do("POST", "/api/v1/users/"+u.ID+"/welcome", nil); env.status != 422 {

@@ -78,7 +78,8 @@ type Store interface {
 	// PutInvite stores an invitation with its events, replacing none.
 	PutInvite(ctx context.Context, inv Invite, events ...outbox.Event) error
 	// AcceptInvite spends the invite and activates its user with the password hash, atomically.
-	// Unauthorized "invalid_invite" when the invite is unknown, spent or expired.
+	// Unauthorized "invalid_invite" when the invite is unknown, spent or expired, or its user is
+	// no longer invited (another of the user's links was redeemed first).
 	AcceptInvite(ctx context.Context, hash, passwordHash string, now time.Time) (*User, error)
 
 	// PutRefreshToken stores a new token of a new or existing family.

@@ -230,7 +230,8 @@ func invalidInvite() error {
 	return apperr.New(apperr.Unauthorized, "invalid_invite", "The invitation is unknown, used or expired.")
 }
 
-// AcceptInvite implements identity.Store.
+// AcceptInvite implements identity.Store. Only an invited user accepts: once one link has been
+// redeemed, the user's other links are refused like spent ones.
 func (s *Store) AcceptInvite(ctx context.Context, hash, passwordHash string, now time.Time) (*identity.User, error) {
 	var inv inviteItem
 	err := s.table.Get("PK", invitePK(hash)).Range("SK", dynamo.Equal, "INVITE").Consistent(true).One(ctx, &inv)
@@ -249,6 +250,12 @@ func (s *Store) AcceptInvite(ctx context.Context, hash, passwordHash string, now
 	}
 	if err != nil {
 		return nil, err
+	}
+	// A user re-invited holds several links; the first one redeemed ends the invitation. Another
+	// link (it travels in user.invited) must not reset the password of the active account. The
+	// version condition below keeps this true until the write.
+	if u.Status != identity.UserInvited {
+		return nil, invalidInvite()
 	}
 	u.Password, u.Status, u.UpdatedAt = passwordHash, identity.UserActive, now
 	u.Version++
