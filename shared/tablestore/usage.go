@@ -905,10 +905,14 @@ func (u *Usage) Totals(ctx context.Context, keys []usage.AggregateKey) (map[usag
 }
 
 // Aggregates implements usage.Store: one query of the period's registry, begins_with the prefix.
+// The read is strongly consistent: billing lists a tenant's usage with it after reading the
+// tenant's flags and acknowledges those flags, so a registry item written a moment before (the
+// first commit of an aggregate in the last seconds of a period) that an eventually consistent
+// read missed would be acknowledged unbilled.
 func (u *Usage) Aggregates(ctx context.Context, p period.Period, prefix string) ([]usage.AggregateRef, error) {
 	var items []usageRegItem
 	var cc dynamo.ConsumedCapacity
-	err := u.table.Get("PK", regPK(p)).Range("SK", dynamo.BeginsWith, prefix).ConsumedCapacity(&cc).All(ctx, &items)
+	err := u.table.Get("PK", regPK(p)).Range("SK", dynamo.BeginsWith, prefix).Consistent(true).ConsumedCapacity(&cc).All(ctx, &items)
 	u.read(&cc)
 	if err != nil {
 		return nil, apperr.Wrap(err, "usage aggregates")

@@ -221,7 +221,8 @@ type Store interface {
 	// Totals returns the current totals of keys (a key without usage is absent from the map).
 	Totals(ctx context.Context, keys []AggregateKey) (map[AggregateKey]Total, error)
 	// Aggregates returns every aggregate of period p with usage whose tenant path starts with
-	// pathPrefix, in key order ("<tenant path><subscription>#<sku>").
+	// pathPrefix, in key order ("<tenant path><subscription>#<sku>"). It reads consistently: an
+	// aggregate whose first increment landed before the call is listed (billing relies on it).
 	Aggregates(ctx context.Context, p period.Period, pathPrefix string) ([]AggregateRef, error)
 	// Changes returns the flagged aggregates of a tenant (see Change).
 	Changes(ctx context.Context, tenantID string) ([]Change, error)
