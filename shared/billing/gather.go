@@ -246,6 +246,38 @@ func (s *Service) rates(ctx context.Context, d *tenantData, subID, code string, 
 
 func aggKey(subID, sku string) string { return subID + "#" + sku }
 
+// withFlagged adds to the period's totals every aggregate of p that is flagged but missing from
+// them. The period's listing of aggregates may lag behind (the usage registry is read by a
+// query that is eventually consistent in AWS), and usage that lands as the period closes is
+// exactly what it can miss; the flags are read strongly and the invoice acknowledges them, so
+// an aggregate left out here would never be billed. Its total is read strongly (Totals).
+func (s *Service) withFlagged(ctx context.Context, totals []UsageTotal, changes []UsageChange, p period.Period) ([]UsageTotal, error) {
+	listed := make(map[UsageKey]bool, len(totals))
+	for _, u := range totals {
+		listed[u.Key] = true
+	}
+	var missing []UsageKey
+	for _, c := range changes {
+		if c.Key.Period == p && !listed[c.Key] {
+			listed[c.Key] = true
+			missing = append(missing, c.Key)
+		}
+	}
+	if len(missing) == 0 {
+		return totals, nil
+	}
+	now, err := s.Usage.Totals(ctx, missing)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range missing {
+		if q, ok := now[k]; ok && !q.IsZero() {
+			totals = append(totals, UsageTotal{Key: k, Quantity: q})
+		}
+	}
+	return totals, nil
+}
+
 // gather reads everything tenant t's invoice for p is made of and returns the computation's
 // input. Late usage is every flagged aggregate of an earlier period that was invoiced, billed
 // for its total minus what its ledger says was billed (SPEC 10).
@@ -326,6 +358,9 @@ func (s *Service) gather(ctx context.Context, tenantID string, p period.Period) 
 	}
 	totals, err := s.Usage.PeriodTotals(ctx, t.Path, p)
 	if err != nil {
+		return nil, Input{}, err
+	}
+	if totals, err = s.withFlagged(ctx, totals, changes, p); err != nil {
 		return nil, Input{}, err
 	}
 	for _, u := range totals {

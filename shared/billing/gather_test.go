@@ -1,6 +1,7 @@
 package billing_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -236,5 +237,63 @@ func TestCatalogCacheClockSetBack(t *testing.T) {
 	inv, fail := w.bill(t, svc, sep, b.ID)
 	if fail != nil || inv == nil || inv.Total.Amount.String() != "20.00" {
 		t.Fatalf("september %+v %+v: the SKU list cached on 1 Dec must not serve 1 Oct", inv, fail)
+	}
+}
+
+// lagWorld is a world whose period listing of aggregates (PeriodTotals) misses some: the usage
+// registry is read by a query that is eventually consistent in AWS, so an aggregate committed
+// just before the run can be missing from it while its flag (read strongly) is there.
+type lagWorld struct {
+	*world
+	missing map[billing.UsageKey]bool
+}
+
+func (w *lagWorld) PeriodTotals(ctx context.Context, tenantPath string, p period.Period) ([]billing.UsageTotal, error) {
+	all, err := w.world.PeriodTotals(ctx, tenantPath, p)
+	var out []billing.UsageTotal
+	for _, u := range all {
+		if !w.missing[u.Key] {
+			out = append(out, u)
+		}
+	}
+	return out, err
+}
+
+// TestLaggingListingFlaggedUsageBilled: usage of October that lands as the period closes is
+// flagged (strongly consistent) and registered; when the run's listing of the period's
+// aggregates misses it, the invoice bills it anyway (its total read strongly), the ledger
+// records it, and the flag is acknowledged. Before, the invoice left it out and acknowledged its
+// flag: the 40 GB were never billed, on this invoice or any later one.
+func TestLaggingListingFlaggedUsageBilled(t *testing.T) {
+	base := newWorld()
+	p := base.addEntity("prt_p", access.Partner, nil, nil)
+	tn := base.addEntity("tnt_l", access.Tenant, p, nil)
+	base.skus = []*catalog.SKU{perUnitSKU(t, "sku_st", "storage", "0.50", "0")}
+	base.plans["pln_s"] = &catalog.Plan{ID: "pln_s", Code: "s", Currency: "EUR", BasePrice: dec(t, "0"),
+		Charges: []catalog.PlanCharge{{SKUID: "sku_st", SKUCode: "storage"}}}
+	base.subscribe("sub_l", tn, "pln_s", dec(t, "1"), oct(1, 0), oct(1, 0))
+	early := billing.UsageKey{SubscriptionID: "sub_l", SKU: "storage", Period: october}
+	base.addUsage(tn.ID, early, dec(t, "10"), false)
+	// A second subscription's first usage commits at the period's last second: flagged, and not
+	// yet in the listing.
+	base.subscribe("sub_m", tn, "pln_s", dec(t, "1"), oct(1, 0), oct(1, 0))
+	closing := billing.UsageKey{SubscriptionID: "sub_m", SKU: "storage", Period: october}
+	base.addUsage(tn.ID, closing, dec(t, "40"), true)
+	w := &lagWorld{world: base, missing: map[billing.UsageKey]bool{closing: true}}
+
+	now := october.End().Add(5 * time.Minute)
+	s := base.service(&now)
+	s.Usage = w
+	inv, fail := base.bill(t, s, october, tn.ID)
+	if fail != nil || inv == nil {
+		t.Fatalf("invoice %+v, failure %+v", inv, fail)
+	}
+	// 10 x 0.50 + 40 x 0.50
+	mustEqual(t, "total", inv.Total.Amount, "25.00")
+	if q := base.ledgers[tn.ID+"#2026-10"].Billed["sub_m#storage"]; q.String() != "40" {
+		t.Fatalf("ledger %+v: the flagged aggregate must be recorded as billed", base.ledgers[tn.ID+"#2026-10"])
+	}
+	if fs, _ := base.Changes(context.Background(), tn.ID); len(fs) != 0 {
+		t.Fatalf("flags left %+v", fs)
 	}
 }
