@@ -309,9 +309,15 @@ func (a *API) idempotent(w http.ResponseWriter, req *Request, h Handler) {
 		return
 	}
 	cw := &captured{ResponseWriter: w, status: http.StatusOK}
-	a.run(cw, req, h)
-	// Server errors are not remembered, so that a retry can succeed; everything else is.
-	if cw.status >= 500 {
+	var failure error
+	a.run(cw, req, func(r *Request) (Response, error) {
+		res, err := h(r)
+		failure = err
+		return res, err
+	})
+	// Server errors and answers that ask for a retry are not remembered, so that the retry (with
+	// the same key, as a client should) can succeed; everything else is.
+	if cw.status >= 500 || retryable(failure) {
 		if err := a.Idempotency.Release(context.WithoutCancel(ctx), scoped); err != nil {
 			a.Log.Error("release idempotency key", "err", err)
 		}
@@ -321,6 +327,20 @@ func (a *API) idempotent(w http.ResponseWriter, req *Request, h Handler) {
 	if err := a.Idempotency.Complete(context.WithoutCancel(ctx), scoped, rec, now); err != nil {
 		a.Log.Error("complete idempotency key", "err", err)
 	}
+}
+
+// retryCodes are the conflict codes of a change that lost a race and may succeed when tried
+// again (the stores answer them once their own retries are spent); other conflicts (a billingId
+// taken, children left) are answers about the state and are replayed.
+var retryCodes = map[string]bool{"concurrent_update": true, "concurrent": true}
+
+// retryable reports an error whose answer says "retry": a lost race or a throttle.
+func retryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	ae := apperr.As(err)
+	return ae.Kind == apperr.TooManyRequests || (ae.Kind == apperr.Conflict && retryCodes[ae.Code])
 }
 
 // emptyNotNull turns a nil slice into an empty one, so that an empty list answers [] (a list's
