@@ -75,7 +75,15 @@ type Files struct {
 	// default 200 ms).
 	Retries int
 	Backoff time.Duration
+	// ReportMargin is how long before the function's deadline (the context's) the file stops
+	// being read, so that its report is written before Lambda stops the function (default
+	// DefaultReportMargin, at most half the time left).
+	ReportMargin time.Duration
 }
+
+// DefaultReportMargin is the time kept, before the function's deadline, to write the report of a
+// file cut short (a report of many rejected lines is a few megabytes).
+const DefaultReportMargin = 10 * time.Second
 
 // ReportKey returns the key of the report of the file at key.
 func ReportKey(key string) string { return ReportPrefix + key + ".json" }
@@ -110,7 +118,21 @@ func (h *Files) Handle(ctx context.Context, ev events.S3Event) error {
 func (h *Files) File(ctx context.Context, bucket, key string) error {
 	log := logger(h.Log)
 	rep := &FileReport{Bucket: bucket, Key: key, Status: StatusCompleted, StartedAt: nowOf(h.Now), RejectedLines: []RejectedLine{}}
-	retryErr := h.read(ctx, rep)
+	// Lambda stops the function at its deadline without a word: the file is read until a margin
+	// before it, so that a file cut short is reported failed (and its event retried) rather than
+	// left with no report, or with the report of an earlier attempt.
+	readCtx := ctx
+	if deadline, ok := ctx.Deadline(); ok {
+		margin := h.ReportMargin
+		if margin <= 0 {
+			margin = DefaultReportMargin
+		}
+		margin = min(margin, time.Until(deadline)/2)
+		var cancel context.CancelFunc
+		readCtx, cancel = context.WithDeadline(ctx, deadline.Add(-margin))
+		defer cancel()
+	}
+	retryErr := h.read(readCtx, rep)
 	rep.CompletedAt = nowOf(h.Now)
 	body, err := json.MarshalIndent(rep, "", " ")
 	if err != nil {
@@ -172,6 +194,12 @@ func (h *Files) read(ctx context.Context, rep *FileReport) error {
 		batch = append(batch, it)
 		if len(batch) == FileBatch {
 			flush()
+			if ctx.Err() != nil {
+				// Out of time: what is left is neither read nor counted (reading on would only
+				// fail each batch); the retry reads the file from its start.
+				rep.Status, rep.Error = StatusFailed, fmt.Sprintf("the function ran out of time after %d records; the file will be read again", f.Records())
+				return ctx.Err()
+			}
 		}
 	}
 	flush()

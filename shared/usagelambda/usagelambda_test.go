@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
@@ -134,6 +135,13 @@ func TestQueue(t *testing.T) {
 	})
 }
 
+// ingestCtx is an Ingester from a function of the context and the items.
+type ingestCtx func(ctx context.Context, items []usage.Item) *usage.Report
+
+func (f ingestCtx) Ingest(ctx context.Context, _ usage.Options, items []usage.Item) *usage.Report {
+	return f(ctx, items)
+}
+
 type ingestFunc func(items []usage.Item)
 
 func (f ingestFunc) Ingest(_ context.Context, _ usage.Options, items []usage.Item) *usage.Report {
@@ -233,7 +241,10 @@ type errReader struct{ err error }
 
 func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 
-func (f *fakeObjects) Put(_ context.Context, bucket, key string, body []byte, _ string) error {
+func (f *fakeObjects) Put(ctx context.Context, bucket, key string, body []byte, _ string) error {
+	if err := ctx.Err(); err != nil {
+		return err // as the S3 client does with a context that has ended
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.objs[bucket+"/"+key] = append([]byte(nil), body...)
@@ -320,6 +331,49 @@ func TestFiles(t *testing.T) {
 		}
 		if strings.Join(ing.seen, ",") != "a,b,a,b,c" {
 			t.Fatalf("ingested %v", ing.seen)
+		}
+	})
+	t.Run("ErrTimeout", func(t *testing.T) {
+		// The function's deadline comes while a batch is being counted (a file too long for one
+		// invocation): the report must still be written, saying failed, before Lambda stops the
+		// function, and the event retried.
+		var lines strings.Builder
+		lines.WriteString("id,tenantId,sku,quantity,timestamp\n")
+		for i := range 3 * usagelambda.FileBatch {
+			lines.WriteString("r" + strconv.Itoa(i) + ",tnt_1,gb,1,2026-11-01T00:00:00Z\n")
+		}
+		objs := &fakeObjects{objs: map[string][]byte{"b/usage/long.csv": []byte(lines.String())}}
+		var batches int
+		slow := ingestCtx(func(ctx context.Context, items []usage.Item) *usage.Report {
+			batches++
+			r := &usage.Report{}
+			if batches > 1 {
+				<-ctx.Done() // the second batch is still being counted at the deadline
+			}
+			for _, it := range items {
+				o := usage.Outcome{Ref: it.Ref, ID: it.Input.ID, Status: usage.Accepted}
+				if ctx.Err() != nil {
+					o.Status, o.Errors = usage.Retry, []apperr.FieldError{{Code: "retry", Message: ctx.Err().Error()}}
+				}
+				r.Outcomes = append(r.Outcomes, o)
+			}
+			return r
+		})
+		h := &usagelambda.Files{Usage: slow, Objects: objs, Log: quiet, Backoff: 1, ReportMargin: time.Second}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := h.Handle(ctx, s3event("usage/long.csv")); err == nil {
+			t.Fatal("no error: the event would not be retried and the rest of the file never counted")
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the handler ran to the function's deadline: Lambda would have stopped it before its report")
+		}
+		r := objs.report(t, "usage/long.csv")
+		if r.Status != usagelambda.StatusFailed || r.Error == "" || r.Accepted != usagelambda.FileBatch || r.NotCounted != usagelambda.FileBatch {
+			t.Fatalf("report %+v", r)
+		}
+		if batches != 2 {
+			t.Fatalf("%d batches ingested, want 2 (nothing after the time ran out)", batches)
 		}
 	})
 	t.Run("ErrGone", func(t *testing.T) {
