@@ -257,7 +257,20 @@ func (s *Service) fanout(ctx context.Context, m Message) error {
 		return err
 	}
 	if r.Status != RunRunning {
-		return nil // a duplicate page of a run that is over
+		// A duplicate page of a run that is over. The last page may be the one that completed
+		// the run and then failed to queue its close (or was stopped before): its redelivery
+		// queues the close again, or the run would stay unclosed.
+		if r.Closed {
+			return nil
+		}
+		pg, err := s.Store.FanoutPage(ctx, r.ID, m.Page)
+		if apperr.Is(err, apperr.NotFound) || (err == nil && pg.Next != "") {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return s.maybeComplete(ctx, r.ID)
 	}
 	if err := s.fault("fanout", r.ID); err != nil {
 		return err
