@@ -92,6 +92,11 @@ func TestSubscriptionEventsOnBus(t *testing.T) {
 		if got.Status != "cancelled" || !slices.Equal(actions, []string{"create", "cancel", "cancel_effective"}) || h[2].Actor != "system" {
 			t.Fatalf("after the period: %+v, history %v", got, actions)
 		}
+		// One event, waited for (never assumed after a sleep); none more once the bus caught up.
+		waitForEvent(t, outbox.CustomerCancelled, func(e busEvent) bool {
+			var d subscriptions.EventDetail
+			return json.Unmarshal(e.Data, &d) == nil && d.SubscriptionID == later.ID
+		})
 		busCaughtUp(t, a, p.ID, basic.ID)
 		if bus, stored := onBus(outbox.CustomerCancelled, ofSubscription(later.ID)), subEvents(t, outbox.CustomerCancelled, later.ID); len(bus) != 1 || len(stored) != 1 {
 			t.Fatalf("customer.cancelled of the scheduled cancellation: %d on the bus, %d in the outbox, want one", len(bus), len(stored))

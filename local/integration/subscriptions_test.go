@@ -468,6 +468,9 @@ func TestFirstSubscriptionConcurrency(t *testing.T) {
 			t.Fatalf("%s events: %+v", typ, evs)
 		}
 	}
+	// The event must arrive (waited for, never assumed after a sleep); then, once the bus has
+	// caught up, it must have arrived once.
+	waitForEvent(t, outbox.CustomerCreated, func(e busEvent) bool { return e.ID == evs[0].id })
 	busCaughtUp(t, a, p.ID, plan.ID)
 	if bus := onBus(outbox.CustomerCreated, ofTenant(tn.ID)); len(bus) != 1 || bus[evs[0].id].SubscriptionID != evs[0].detail.SubscriptionID {
 		t.Fatalf("customer.created of the tenant on the bus: %+v, in the outbox: %+v", bus, evs)
