@@ -328,6 +328,21 @@ func (s *Service) gather(ctx context.Context, tenantID string, p period.Period) 
 		return nil, Input{}, err
 	}
 	sort.Slice(subs, func(i, j int) bool { return subs[i].ID < subs[j].ID })
+	listed := 0
+	for _, sub := range subs {
+		if sub.TenantID == t.ID {
+			listed++
+		}
+	}
+	// The listing is an index query (eventually consistent in AWS); the tenant's Subscriptions
+	// counter, read strongly, counts every subscription ever created and conditions the
+	// invoice's write. A listing short of it misses a subscription created just now (an import
+	// into p): computed from it, the invoice would pass that condition and close p to the
+	// subscription without its seats. Retry until the listing has caught up.
+	if counted := d.tenant.NbOfSubscriptions; counted != nil && listed != *counted {
+		return nil, Input{}, apperr.New(apperr.Conflict, "tenant_changed",
+			fmt.Sprintf("The subscription listing holds %d of the tenant's %d subscriptions; compute again.", listed, *counted))
+	}
 	for _, sub := range subs {
 		if sub.TenantID != t.ID {
 			continue

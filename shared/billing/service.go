@@ -473,11 +473,18 @@ func unbillable(reason string, cause error) error {
 
 // issue computes and stores the tenant's invoice; false when the tenant already has one for
 // the period (nothing written but the run's count, by the caller). A tenant that changed while
-// its invoice was computed (a subscription created meanwhile) is computed again.
+// its invoice was computed (a subscription created meanwhile), or whose subscription listing has
+// not caught up with its counter yet, is computed again.
 func (s *Service) issue(ctx context.Context, r *Run, tenantID string) (bool, error) {
 	for attempt := 0; ; attempt++ {
 		created, err := s.issueOnce(ctx, r, tenantID)
 		if ae := apperr.As(err); err != nil && ae.Code == "tenant_changed" && attempt < 3 {
+			// A short pause: the change may be a subscription the index lists only in a moment.
+			select {
+			case <-ctx.Done():
+				return false, ctx.Err()
+			case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
+			}
 			continue
 		}
 		return created, err
