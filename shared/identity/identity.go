@@ -70,8 +70,10 @@ type Store interface {
 	// UpdateUser reads the user, calls fn, and writes it back if unchanged meanwhile, moving the
 	// e-mail reservation and the scope count when they change. fn's error, NotFound, Conflict.
 	UpdateUser(ctx context.Context, id string, fn func(*User) error) (*User, error)
-	// DeleteUser removes the user, its e-mail reservation and its count on the scope. NotFound.
-	DeleteUser(ctx context.Context, id string) error
+	// DeleteUser removes the user, its e-mail reservation and its count on the scope if check
+	// accepts the user as it is at the delete (check sees the version the delete is conditioned
+	// on). check's error, NotFound, Conflict.
+	DeleteUser(ctx context.Context, id string, check func(*User) error) error
 	// ListUsers returns every user whose scope path starts with pathPrefix.
 	ListUsers(ctx context.Context, pathPrefix string) ([]*User, error)
 

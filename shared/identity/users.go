@@ -283,10 +283,23 @@ func (s *Users) manageable(ctx context.Context, p access.Principal, perm access.
 	if err != nil {
 		return nil, err
 	}
-	if u.ID != p.UserID && !p.CanGrant(u.Role, u.Scope.Type) {
-		return nil, apperr.New(apperr.Forbidden, "role_above_caller", "This user holds permissions you do not hold.")
+	if err := stillManageable(p, u); err != nil {
+		return nil, err
 	}
 	return u, nil
+}
+
+// stillManageable repeats manageable's checks on the user as the store is about to write it:
+// another admin may have moved the user to another scope or role since the lookup, and the
+// change must not follow it there (nor move it back). NotFound, Forbidden.
+func stillManageable(p access.Principal, u *User) error {
+	if !p.Covers(u.ScopePath) {
+		return apperr.NotFoundf("No user with this id.")
+	}
+	if u.ID != p.UserID && !p.CanGrant(u.Role, u.Scope.Type) {
+		return apperr.New(apperr.Forbidden, "role_above_caller", "This user holds permissions you do not hold.")
+	}
+	return nil
 }
 
 // Update changes a user's details. Forbidden, Invalid, NotFound, Conflict "email_taken".
@@ -298,6 +311,9 @@ func (s *Users) Update(ctx context.Context, p access.Principal, id string, in Up
 		return nil, err
 	}
 	return s.named(ctx)(s.Store.UpdateUser(ctx, id, func(u *User) error {
+		if err := stillManageable(p, u); err != nil {
+			return err
+		}
 		set := func(dst *string, v *string) {
 			if v != nil {
 				*dst = strings.TrimSpace(*v)
@@ -321,7 +337,7 @@ func (s *Users) Delete(ctx context.Context, p access.Principal, id string) error
 	if u.ID == p.UserID {
 		return apperr.New(apperr.Forbidden, "self", "You cannot delete yourself.")
 	}
-	return s.Store.DeleteUser(ctx, id)
+	return s.Store.DeleteUser(ctx, id, func(u *User) error { return stillManageable(p, u) })
 }
 
 // Welcome issues a new invitation to a user who has not accepted one yet. Forbidden, NotFound,
@@ -378,6 +394,9 @@ func (s *Users) AssignRole(ctx context.Context, p access.Principal, id string, i
 		return nil, err
 	}
 	return s.Store.UpdateUser(ctx, id, func(u *User) error {
+		if err := stillManageable(p, u); err != nil {
+			return err
+		}
 		u.Role, u.Scope, u.ScopePath = in.Role, hierarchy.Ref{Type: scope.Type, ID: scope.ID, Name: scope.Name}, scope.Path
 		u.UpdatedAt = s.now()
 		return nil

@@ -187,9 +187,12 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(*identity.Use
 }
 
 // DeleteUser implements identity.Store.
-func (s *Store) DeleteUser(ctx context.Context, id string) error {
+func (s *Store) DeleteUser(ctx context.Context, id string, check func(*identity.User) error) error {
 	u, err := s.GetUser(ctx, id)
 	if err != nil {
+		return err
+	}
+	if err := check(u); err != nil {
 		return err
 	}
 	err = s.db.WriteTx().
