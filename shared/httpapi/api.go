@@ -78,6 +78,10 @@ type Response struct {
 	Status int
 	Data   any
 	Page   *PageInfo
+	// Partial marks an answer that asks the client to send part of the request again (usage
+	// records answered "retry"): an Idempotency-Key does not remember it, so a resend with the
+	// same key runs again instead of replaying the request for those parts for 24 hours.
+	Partial bool
 }
 
 // Handler serves one route.
@@ -310,14 +314,15 @@ func (a *API) idempotent(w http.ResponseWriter, req *Request, h Handler) {
 	}
 	cw := &captured{ResponseWriter: w, status: http.StatusOK}
 	var failure error
+	partial := false
 	a.run(cw, req, func(r *Request) (Response, error) {
 		res, err := h(r)
-		failure = err
+		failure, partial = err, res.Partial
 		return res, err
 	})
-	// Server errors and answers that ask for a retry are not remembered, so that the retry (with
-	// the same key, as a client should) can succeed; everything else is.
-	if cw.status >= 500 || retryable(failure) {
+	// Server errors and answers that ask for a retry, whole or in part, are not remembered, so
+	// that the retry (with the same key, as a client should) can succeed; everything else is.
+	if cw.status >= 500 || retryable(failure) || partial {
 		if err := a.Idempotency.Release(context.WithoutCancel(ctx), scoped); err != nil {
 			a.Log.Error("release idempotency key", "err", err)
 		}

@@ -94,3 +94,30 @@ func TestIdempotencyDoesNotRememberRetryableAnswers(t *testing.T) {
 		})
 	}
 }
+
+// An answer that asks for part of the request again (Partial: usage records answered "retry")
+// is not remembered either: the resend with the same key runs the handler, and its complete
+// answer is then replayed.
+func TestIdempotencyDoesNotRememberPartialAnswers(t *testing.T) {
+	api := httpapi.New(httpapi.NewPager([]byte("0123456789abcdef0123456789abcdef")), &memIdem{recs: map[string]idempotency.Record{}}, nil)
+	calls := 0
+	api.Handle(httpapi.Route{Method: "POST", Path: "/usage", Public: true, Status: http.StatusAccepted},
+		func(r *httpapi.Request) (httpapi.Response, error) {
+			calls++
+			return httpapi.Response{Data: map[string]int{"call": calls}, Partial: calls == 1}, nil
+		})
+	post := func() *httptest.ResponseRecorder {
+		req := httptest.NewRequest("POST", "/usage", strings.NewReader(`{"records":[]}`))
+		req.Header.Set("Idempotency-Key", "k1")
+		rec := httptest.NewRecorder()
+		api.ServeHTTP(rec, req)
+		return rec
+	}
+	first, second, third := post(), post(), post()
+	if first.Code != http.StatusAccepted || second.Code != http.StatusAccepted || calls != 2 {
+		t.Fatalf("the partial answer must not be replayed: %d calls, %d %s then %d %s", calls, first.Code, first.Body, second.Code, second.Body)
+	}
+	if third.Body.String() != second.Body.String() || third.Header().Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("the complete answer is then replayed: %d calls, %s", calls, third.Body)
+	}
+}

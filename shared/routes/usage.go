@@ -64,7 +64,7 @@ func Usage(api *httpapi.API, svc *usage.Service) {
 				}
 				out.Rejected = append(out.Rejected, r)
 			}
-			return httpapi.Response{Data: out}, nil
+			return httpapi.Response{Data: out, Partial: rep.Retry > 0}, nil
 		})
 	api.Handle(httpapi.Route{Method: http.MethodGet, Path: base, Function: fn, Permission: access.UsageRead, Tag: tag, Paged: true,
 		Summary: "The period's usage per subscription and SKU in your subtree, with the charge it would produce now (the tenant's price)",
