@@ -547,6 +547,15 @@ func (s *Service) issueOnce(ctx context.Context, r *Run, tenantID string) (bool,
 		if err != nil {
 			return false, err
 		}
+		// The issue time is read after the issuer's counter, so that number order is date order:
+		// number n+1 was read after invoice n was written, so after n's time was taken (up to
+		// the clock skew between workers). Taken before, a worker that lost the number to a
+		// faster one issued n+1 dated before n.
+		if now = s.now(); now.Year() != year {
+			year = now.Year() // the year turned meanwhile: number in the new year's sequence
+			continue
+		}
+		stored.IssuedAt = now
 		stored.Seq = last + 1
 		stored.Number = fmt.Sprintf("%s-%04d-%06d", prefix, year, stored.Seq)
 		ev, err := outbox.New(EventInvoiceGenerated, d.tenant.Path, now, InvoiceEvent{InvoiceID: stored.ID, Number: stored.Number,
