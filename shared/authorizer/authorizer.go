@@ -48,13 +48,8 @@ type caller struct {
 	KeyOwner string
 }
 
-// Authenticate returns the caller for an Authorization header value. ErrUnauthorized when the
+// authenticate returns the caller for an Authorization header value. ErrUnauthorized when the
 // token is missing, invalid, or its user no longer exists; other errors are internal.
-func (a *Authorizer) Authenticate(ctx context.Context, header string) (access.Principal, error) {
-	c, err := a.authenticate(ctx, header)
-	return c.Principal, err
-}
-
 func (a *Authorizer) authenticate(ctx context.Context, header string) (caller, error) {
 	scheme, tok, ok := strings.Cut(strings.TrimSpace(header), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
