@@ -102,25 +102,7 @@ func TestSKUInputValidate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var in catalog.SKUInput
 			decode(t, tc.body, &in)
-			err := in.Validate()
-			if len(tc.want) == 0 {
-				if err != nil {
-					t.Fatalf("unexpected %v", err)
-				}
-				return
-			}
-			if apperr.KindOf(err) != apperr.Invalid {
-				t.Fatalf("kind %v: %v", apperr.KindOf(err), err)
-			}
-			got := fieldsOf(err)
-			for _, w := range tc.want {
-				if !got[w] {
-					t.Errorf("missing %s in %v", w, got)
-				}
-			}
-			if len(got) != len(tc.want) {
-				t.Errorf("got %v, want exactly %v", got, tc.want)
-			}
+			checkFields(t, in.Validate(), tc.want)
 		})
 	}
 }
@@ -144,15 +126,7 @@ func TestSKUUpdateInputValidate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var in catalog.SKUUpdateInput
 			decode(t, tc.body, &in)
-			got := fieldsOf(in.Validate())
-			if len(got) != len(tc.want) {
-				t.Fatalf("got %v, want %v", got, tc.want)
-			}
-			for _, w := range tc.want {
-				if !got[w] {
-					t.Errorf("missing %s in %v", w, got)
-				}
-			}
+			checkFields(t, in.Validate(), tc.want)
 		})
 	}
 }
