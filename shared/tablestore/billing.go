@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -812,37 +811,28 @@ func (s *Store) GetInvoice(ctx context.Context, id string) (*billing.Invoice, er
 func (s *Store) LoadInvoices(ctx context.Context, idList []string) ([]*billing.Invoice, error) {
 	got := make([]map[string]*billing.Invoice, (len(idList)+99)/100)
 	errs := make([]error, len(got))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for b := range got {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			part := idList[b*100 : min(b*100+100, len(idList))]
-			ks := make([]dynamo.Keyed, 0, len(part))
-			for _, id := range part {
-				ks = append(ks, dynamo.Keys{invPK(id), invSK})
-			}
-			var items []invoiceItem
-			err := s.table.Batch("PK", "SK").Get(ks...).Consistent(true).All(ctx, &items)
-			if err != nil && !errors.Is(err, dynamo.ErrNotFound) {
-				errs[b] = apperr.Wrap(err, "load invoices")
+	parallel(len(got), 8, func(b int) {
+		part := idList[b*100 : min(b*100+100, len(idList))]
+		ks := make([]dynamo.Keyed, 0, len(part))
+		for _, id := range part {
+			ks = append(ks, dynamo.Keys{invPK(id), invSK})
+		}
+		var items []invoiceItem
+		err := s.table.Batch("PK", "SK").Get(ks...).Consistent(true).All(ctx, &items)
+		if err != nil && !errors.Is(err, dynamo.ErrNotFound) {
+			errs[b] = apperr.Wrap(err, "load invoices")
+			return
+		}
+		got[b] = map[string]*billing.Invoice{}
+		for _, it := range items {
+			inv, err := it.invoice()
+			if err != nil {
+				errs[b] = apperr.Wrap(err, "decode invoice")
 				return
 			}
-			got[b] = map[string]*billing.Invoice{}
-			for _, it := range items {
-				inv, err := it.invoice()
-				if err != nil {
-					errs[b] = apperr.Wrap(err, "decode invoice")
-					return
-				}
-				got[b][inv.ID] = inv
-			}
-		}()
-	}
-	wg.Wait()
+			got[b][inv.ID] = inv
+		}
+	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -900,25 +890,10 @@ func (s *Store) PutCommission(ctx context.Context, t billing.CommissionTotal, li
 // putBatches puts items with BatchWriteItem, 25 per call, 8 calls at once (guregu retries the
 // unprocessed items).
 func (s *Store) putBatches(ctx context.Context, items []any) error {
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var errs []error
-	sem := make(chan struct{}, 8)
-	for start := 0; start < len(items); start += 25 {
-		batch := items[start:min(start+25, len(items))]
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if _, err := s.table.Batch("PK", "SK").Write().Put(batch...).Run(ctx); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	errs := make([]error, (len(items)+24)/25)
+	parallel(len(errs), 8, func(b int) {
+		_, errs[b] = s.table.Batch("PK", "SK").Write().Put(items[b*25 : min(b*25+25, len(items))]...).Run(ctx)
+	})
 	return errors.Join(errs...)
 }
 
