@@ -20,6 +20,7 @@ import (
 	"errors"
 
 	"github.com/channelbilling/cms/shared/access"
+	"github.com/channelbilling/cms/shared/hierarchy"
 )
 
 // SecretName is the name of the table secret (tablestore.Store.Secret) the values derive from.
@@ -32,11 +33,11 @@ const MinSecretBytes = 32
 // characters).
 const ValuePrefix = "cmsk"
 
-// The usage plans, by partner tier (hierarchy.TierStandard, ...).
+// The usage plans: one per partner tier, named after it.
 const (
-	PlanStandard   = "standard"
-	PlanPremium    = "premium"
-	PlanEnterprise = "enterprise"
+	PlanStandard   = hierarchy.TierStandard
+	PlanPremium    = hierarchy.TierPremium
+	PlanEnterprise = hierarchy.TierEnterprise
 )
 
 // Plans lists every usage plan, cheapest first.
