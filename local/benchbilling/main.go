@@ -79,7 +79,8 @@ func main() {
 	flag.IntVar(&o.partners, "partners", 100, "partners (invoice issuers) the tenants are spread over")
 	flag.IntVar(&o.pollers, "pollers", 8, "concurrent billing worker invocations (queue pollers)")
 	flag.IntVar(&o.seeders, "seeders", 8, "concurrent seeding goroutines")
-	flag.IntVar(&o.memoryMB, "memory", 256, "Lambda memory assumed for the worker's cost estimate, MB")
+	// The default is the billing worker's memory in the stack (infra/stack.go, Functions).
+	flag.IntVar(&o.memoryMB, "memory", 1024, "Lambda memory assumed for the worker's cost estimate, MB")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
