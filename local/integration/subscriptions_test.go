@@ -498,10 +498,6 @@ func TestFailedChangesLeaveNoEvent(t *testing.T) {
 		t.Helper()
 		return create(t, a, "tenants", map[string]any{"name": "Fail T", "parent": parent("partner", p.ID)})
 	}
-	subscribe := func(t *testing.T, tenantID string) envelope {
-		t.Helper()
-		return a.do("POST", "/api/v1/subscriptions", map[string]any{"tenantId": tenantID, "planId": plan.ID, "quantity": 1})
-	}
 	retire := func(id string) func(context.Context) error {
 		return func(ctx context.Context) error {
 			_, err := deps.Store.UpdatePlan(ctx, id, func(pl *catalog.Plan) error {
@@ -545,56 +541,45 @@ func TestFailedChangesLeaveNoEvent(t *testing.T) {
 	// type of which each has none.
 	once, never := map[string]string{}, map[string]string{}
 
+	// refusedAtCommit creates a subscription of tenant tn to planID while change runs right
+	// after the service reads the entity or plan id (kind "entity" or "plan"), and asserts that
+	// the create is refused with 422 code on field and leaves the tenant untouched.
+	refusedAtCommit := func(t *testing.T, tn entity, planID, kind, id string, change func(context.Context) error, code, field string) {
+		t.Helper()
+		ran := api.afterRead(t, kind, id, change)
+		env := a.do("POST", "/api/v1/subscriptions", map[string]any{"tenantId": tn.ID, "planId": planID, "quantity": 1})
+		if err := ran(); err != nil {
+			t.Fatal(err)
+		}
+		if env.status != 422 || !env.hasError(code, field) {
+			t.Fatalf("got %s", env.raw)
+		}
+		untouched(t, tn.ID)
+		silent = append(silent, tn.ID)
+	}
 	t.Run("TenantCancelledBeforeCommit", func(t *testing.T) {
 		tn := newTenant(t)
-		ran := api.afterRead(t, "entity", tn.ID, func(ctx context.Context) error {
+		// The first attempt, a first subscription with its customer.created, fails on the
+		// tenant's condition; the retry reads the tenant cancelled.
+		refusedAtCommit(t, tn, plan.ID, "entity", tn.ID, func(ctx context.Context) error {
 			_, err := deps.Store.UpdateEntity(ctx, tn.ID, func(e *hierarchy.Entity) error {
 				e.Status = hierarchy.StatusCancelled
 				return nil
 			})
 			return err
-		})
-		env := subscribe(t, tn.ID)
-		if err := ran(); err != nil {
-			t.Fatal(err)
-		}
-		// The first attempt, a first subscription with its customer.created, failed on the
-		// tenant's condition; the retry read the tenant cancelled.
-		if env.status != 422 || !env.hasError("cancelled", "tenantId") {
-			t.Fatalf("got %s", env.raw)
-		}
-		untouched(t, tn.ID)
-		silent = append(silent, tn.ID)
+		}, "cancelled", "tenantId")
 	})
 	t.Run("TenantInvoicedBeforeCommit", func(t *testing.T) {
 		tn := newTenant(t)
-		ran := api.afterRead(t, "entity", tn.ID, func(ctx context.Context) error {
+		refusedAtCommit(t, tn, plan.ID, "entity", tn.ID, func(ctx context.Context) error {
 			// Billing's write, made directly: the tenant is invoiced through the running period.
 			return deps.Store.Table().Update("PK", "ENT#"+tn.ID).Range("SK", "ENT").Set("InvoicedThrough", periodAt(now, 0)).Run(ctx)
-		})
-		env := subscribe(t, tn.ID)
-		if err := ran(); err != nil {
-			t.Fatal(err)
-		}
-		if env.status != 422 || !env.hasError("period_invoiced", "startDate") {
-			t.Fatalf("got %s", env.raw)
-		}
-		untouched(t, tn.ID)
-		silent = append(silent, tn.ID)
+		}, "period_invoiced", "startDate")
 	})
 	t.Run("PlanRetiredBeforeCommit", func(t *testing.T) {
 		tn := newTenant(t)
 		closing := mkPlan(t, a, uniq("closing"), true)
-		ran := api.afterRead(t, "plan", closing.ID, retire(closing.ID))
-		env := a.do("POST", "/api/v1/subscriptions", map[string]any{"tenantId": tn.ID, "planId": closing.ID, "quantity": 1})
-		if err := ran(); err != nil {
-			t.Fatal(err)
-		}
-		if env.status != 422 || !env.hasError("plan_not_published", "planId") {
-			t.Fatalf("got %s", env.raw)
-		}
-		untouched(t, tn.ID)
-		silent = append(silent, tn.ID)
+		refusedAtCommit(t, tn, closing.ID, "plan", closing.ID, retire(closing.ID), "plan_not_published", "planId")
 	})
 	t.Run("UpgradeToPlanRetiredBeforeCommit", func(t *testing.T) {
 		tn := newTenant(t)
