@@ -230,11 +230,7 @@ func (s *Service) Create(ctx context.Context, p access.Principal, in CreateInput
 		if ae := apperr.As(err); err != nil && ae.Kind == apperr.Conflict && ae.Code == "tenant_changed" {
 			continue // read the tenant again: cancelled, invoiced, or no longer its first
 		}
-		if ae := apperr.As(err); err != nil && ae.Code == "plan_not_published" {
-			f.Add("planId", "plan_not_published", "the plan was retired meanwhile")
-			return nil, f.Unprocessable()
-		}
-		if err != nil {
+		if err := retiredMeanwhile(err); err != nil {
 			return nil, err
 		}
 		return sub, nil
@@ -429,13 +425,22 @@ func (s *Service) Update(ctx context.Context, p access.Principal, id string, in 
 		}
 		return c, nil
 	})
-	if ae := apperr.As(err); err != nil && ae.Code == "plan_not_published" {
-		// The new plan was retired between the check above and the write: nothing was written.
+	if err := retiredMeanwhile(err); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// retiredMeanwhile turns the store's plan_not_published (the plan's condition failed at the
+// write: the plan was retired between the service's check and the write, and nothing was
+// written) into the field error the check would have given. Other errors pass unchanged.
+func retiredMeanwhile(err error) error {
+	if err != nil && apperr.As(err).Code == "plan_not_published" {
 		var f apperr.Fields
 		f.Add("planId", "plan_not_published", "the plan was retired meanwhile")
-		return nil, f.Unprocessable()
+		return f.Unprocessable()
 	}
-	return out, err
+	return err
 }
 
 // Cancel cancels a subscription now (at = "now" or "") or at the end of the current period
