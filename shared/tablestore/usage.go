@@ -57,7 +57,7 @@ const (
 // DefaultUsageGrace is how long a claimed but unfinished chunk is left to its writer before it
 // is aborted. A chunk lives for one round of one Record call (one batch: its claims and one log
 // put per aggregate, normally done within seconds), so the grace is far longer than a live
-// writer needs, even in the file function, which runs for up to 5 minutes but batch after batch,
+// writer needs, even in the file function, which runs for up to 15 minutes but batch after batch,
 // each with its own chunk. Correctness does not depend on it: the writer's commit and an abort
 // race for the same log position and only one lands (scan), and a writer whose chunk was
 // aborted claims its records again; the grace only spares live writers that extra round.
