@@ -331,6 +331,23 @@ func TestSAMTemplateMatchesTheStack(t *testing.T) {
 			t.Errorf("%s: %d in template.yaml, %d in the stack", typ, n, len(resources(typ)))
 		}
 	}
+
+	// The same outputs (the runbooks name them), apart from the API URL CDK's RestApi adds by
+	// itself (ApiEndpoint<hash>, the same URL as ApiUrl).
+	var cdkOut, samOut []string
+	for name := range testJSON["Outputs"].(map[string]any) {
+		if !strings.HasPrefix(name, "ApiEndpoint") {
+			cdkOut = append(cdkOut, name)
+		}
+	}
+	for name := range sam["Outputs"].(map[string]any) {
+		samOut = append(samOut, name)
+	}
+	slices.Sort(cdkOut)
+	slices.Sort(samOut)
+	if !slices.Equal(cdkOut, samOut) {
+		t.Errorf("outputs: template.yaml %v, the stack %v", samOut, cdkOut)
+	}
 }
 
 // samStatements returns the statements of a template.yaml function's inline policies.

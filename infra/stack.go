@@ -459,6 +459,7 @@ func NewCmsStack(scope constructs.Construct, id string, props *CmsStackProps) (*
 	}
 	out("AlarmTopicArn", "Alarm notifications", s.AlarmTopic.TopicArn())
 	out("UsageKeysFunctionName", "Invoke with {\"action\":\"sync\"} to converge every API key (make sync-usage-keys)", s.Functions["usagekeys"].FunctionName())
+	out("UsageKeysDeadLetterQueueUrl", "Stream batches the usagekeys function gave up on (run make sync-usage-keys)", s.UsageKeysDLQ.QueueUrl())
 	for _, t := range Tiers {
 		out("UsagePlan"+construct(t.Name), "Usage plan of the "+t.Name+" partner tier", s.UsagePlans[t.Name].UsagePlanId())
 	}
