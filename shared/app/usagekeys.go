@@ -20,8 +20,9 @@ import (
 // NewKeyProvisioner returns the API key provisioner (the usagekeys function's handler): the
 // usage key secret read from cfg.Table (created on first use, as New does), API Gateway through
 // a client made from awsCfg. API Gateway's management calls are throttled at a few per second
-// per account, so the client retries throttled calls up to 10 times with backoff instead of the
-// SDK's default 3 with a retry budget. It needs no signing key: it issues and verifies nothing.
+// per account, so the client makes up to 10 attempts of a throttled call, with backoff and no
+// retry budget, instead of the SDK's default 3 attempts within a budget. It needs no signing key:
+// it issues and verifies nothing.
 func NewKeyProvisioner(ctx context.Context, cfg Config, pcfg keyprovisioner.Config, awsCfg aws.Config, log *slog.Logger, ddbOpts ...func(*dynamodb.Options)) (*keyprovisioner.Provisioner, error) {
 	store := tablestore.NewFromConfig(awsCfg, cfg.Table, ddbOpts...)
 	secret, err := store.Secret(ctx, usagekeys.SecretName, nil)
