@@ -70,19 +70,6 @@ type TableAccess struct {
 	CheckKeys []string
 }
 
-// Items returns every item action of the access (reads, writes, condition checks).
-func (a TableAccess) Items() []string {
-	var out []string
-	if a.Read {
-		out = append(out, actGet, actBatchGet)
-	}
-	out = append(out, a.Writes...)
-	if len(a.CheckKeys) > 0 {
-		out = append(out, actCondCheck)
-	}
-	return out
-}
-
 // Partition key patterns of the table's items (docs/data-model.md), as the tablestore package
 // writes them.
 const (
