@@ -12,7 +12,7 @@ help: ## list the targets
 local: ## run the platform locally: emulators, table, admin, API on 127.0.0.1:$${PORT:-8080}
 	$(GO) run ./local
 
-demo: ## bill one month of a small channel end to end on a fresh local stack and print the report (about 40 s)
+demo: ## bill one month of a small channel end to end on a fresh local stack and print the report (about 5 s once built)
 	$(GO) run ./local/demo
 
 bench-billing: ## billing run benchmark: 10,000 tenants on the local stack (ARGS="-tenants 1000" for a smaller one); not part of make test

@@ -66,8 +66,8 @@ func NewLogger(level string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }
 
-// New builds every dependency. It reads (creating on first use) the signing keys and the
-// pagination key from the table. It fails on unreachable storage or bad configuration.
+// New builds every dependency. It reads (creating on first use) the signing keys, the
+// pagination key and the usage key secret from the table. It fails on unreachable storage or bad configuration.
 func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *slog.Logger, ddbOpts ...func(*dynamodb.Options)) (*Deps, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -97,11 +97,7 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *slog.Logger, d
 	d.Pager = httpapi.NewPager(pageKey)
 	// Created here with the other secrets, so that it exists before any token does: the
 	// authorizer, which may not write the table, only reads it.
-	usageSecret, err := store.Secret(ctx, usagekeys.SecretName, nil)
-	if err != nil {
-		return nil, fmt.Errorf("usage key secret: %w", err)
-	}
-	if d.UsageKeys, err = usagekeys.NewDeriver(usageSecret); err != nil {
+	if d.UsageKeys, err = usageDeriver(ctx, store); err != nil {
 		return nil, err
 	}
 	issuer, err := auth.NewIssuer(d.Keys, cfg.TokenIssuer, cfg.TokenAudience, cfg.AccessTTL, time.Now)

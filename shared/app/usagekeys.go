@@ -25,11 +25,7 @@ import (
 // it issues and verifies nothing.
 func NewKeyProvisioner(ctx context.Context, cfg Config, pcfg keyprovisioner.Config, awsCfg aws.Config, log *slog.Logger, ddbOpts ...func(*dynamodb.Options)) (*keyprovisioner.Provisioner, error) {
 	store := tablestore.NewFromConfig(awsCfg, cfg.Table, ddbOpts...)
-	secret, err := store.Secret(ctx, usagekeys.SecretName, nil)
-	if err != nil {
-		return nil, fmt.Errorf("usage key secret: %w", err)
-	}
-	keys, err := usagekeys.NewDeriver(secret)
+	keys, err := usageDeriver(ctx, store)
 	if err != nil {
 		return nil, err
 	}
@@ -54,4 +50,14 @@ func KeyProvisionerFromLambdaEnv(ctx context.Context) (*keyprovisioner.Provision
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
 	return NewKeyProvisioner(ctx, cfg, pcfg, awsCfg, NewLogger(cfg.LogLevel))
+}
+
+// usageDeriver reads the usage key secret from the table (creating it on first use) and returns
+// the deriver of the channel entities' API key values.
+func usageDeriver(ctx context.Context, store *tablestore.Store) (*usagekeys.Deriver, error) {
+	secret, err := store.Secret(ctx, usagekeys.SecretName, nil)
+	if err != nil {
+		return nil, fmt.Errorf("usage key secret: %w", err)
+	}
+	return usagekeys.NewDeriver(secret)
 }
